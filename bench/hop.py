@@ -1,0 +1,237 @@
+"""Benchmark of the hub hop against a raw pika relay on the same broker, same run.
+
+(a) raw: a pipelined pika relay (consume q1, publish q2 with publisher confirms, ack on
+    confirm) on quorum queues — the baseline.
+(b) hub: `hub run` in its own process doing its real work on each ~1 KB XML message:
+    authenticate, decode GBK, parse safely, XSD-validate, check the sender, route,
+    re-encode for the destination, publish and ack in one transaction, journal to SQLite.
+Both drain a preloaded queue; the rate is measured from the first to the last delivered
+message by polling queue depths. Then latency: a node publishes at a steady 1,000 msg/s
+while another node consumes; p50/p99 from publish to receipt.
+
+    python bench/hop.py [--quick] [-n N]
+Last line: RESULT hop raw_msg_s=... hub_msg_s=... ratio=... p50_ms=... p99_ms=... offered=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pika
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hub import topology as topo  # noqa: E402
+from hub.broker_admin import BrokerAdmin  # noqa: E402
+from hub.configuration import ADAPTER_NAMES, load_config  # noqa: E402
+from hub.settings import Settings  # noqa: E402
+
+QQ = {"x-queue-type": "quorum"}
+
+
+def sample_body(i: int) -> bytes:
+    text = ("广东用户在北京漫游时反映信号差,请协助处理。" * 12)[:300]
+    xml = (f'<?xml version="1.0" encoding="GBK"?><Notice xmlns="urn:cs-hub:hub:1"><CompanyCode>44</CompanyCode>'
+           f"<To>11</To><Title>网络信号投诉转派 {i}</Title><Text>{text}</Text></Notice>")
+    return xml.encode("gbk")
+
+
+def progress(msg: str) -> None:
+    print(f"[hop] {msg}", file=sys.stderr, flush=True)
+
+
+def depth(ch, queue: str) -> int:
+    return ch.queue_declare(queue, passive=True).method.message_count
+
+
+def measure_drain(params, queue: str, n: int, timeout: float) -> float:
+    """Messages/s from the first to the last message arriving in `queue`."""
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    t_first = c_first = None
+    deadline = time.time() + timeout
+    c = 0
+    while time.time() < deadline:
+        c = depth(ch, queue)
+        now = time.perf_counter()
+        if c > 0 and t_first is None:
+            t_first, c_first = now, c
+        if c >= n:
+            conn.close()
+            return (n - c_first) / max(now - t_first, 1e-6)
+        time.sleep(0.01)
+    conn.close()
+    raise SystemExit(f"timeout: {queue} reached {c} of {n}")
+
+
+# ---------------------------------------------------------------- raw baseline
+RAW_RELAY = r'''
+import pika, sys
+params = pika.URLParameters(sys.argv[1]); prefetch = int(sys.argv[2])
+state = {"seq": 0, "unconf": {}}
+def on_open(conn): conn.channel(on_open_callback=on_channel)
+def on_channel(ch):
+    state["ch"] = ch
+    ch.basic_qos(prefetch_count=prefetch, callback=lambda f: ch.confirm_delivery(on_confirm, callback=lambda f: ch.basic_consume("bench.q1", on_msg)))
+def on_msg(ch, m, p, body):
+    ch.basic_publish("", "bench.q2", body, p)
+    state["seq"] += 1; state["unconf"][state["seq"]] = m.delivery_tag
+def on_confirm(f):
+    tag, mult = f.method.delivery_tag, f.method.multiple
+    ks = [k for k in state["unconf"] if (k <= tag if mult else k == tag)]
+    if not ks: return
+    last = max(state["unconf"][k] for k in ks)
+    for k in ks: del state["unconf"][k]
+    state["ch"].basic_ack(last, multiple=True)
+c = pika.SelectConnection(params, on_open_callback=on_open); c.ioloop.start()
+'''
+
+
+def raw_relay(url: str, n: int, body: bytes, prefetch: int) -> float:
+    params = pika.URLParameters(url)
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    for q in ("bench.q1", "bench.q2"):
+        ch.queue_declare(q, durable=True, arguments=QQ)
+    props = pika.BasicProperties(delivery_mode=2, content_type="application/xml", message_id="x")
+    for _ in range(n):
+        ch.basic_publish("", "bench.q1", body, props)
+    while depth(ch, "bench.q1") < n:
+        time.sleep(0.05)
+    conn.close()
+    proc = subprocess.Popen([sys.executable, "-c", RAW_RELAY, url, str(prefetch)])
+    try:
+        return measure_drain(params, "bench.q2", n, timeout=120)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# ---------------------------------------------------------------- hub hop
+def start_hub(settings: Settings, tmp: Path) -> subprocess.Popen:
+    env = dict(os.environ, HUB_VHOST=settings.vhost, HUB_STORE_URL=settings.store_url,
+               HUB_DATA_DIR=str(tmp), HUB_LOG_LEVEL="WARNING")
+    return subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "--no-watch"], cwd=ROOT, env=env)
+
+
+def preload_hub(settings: Settings, passwords: dict, n: int) -> None:
+    url = settings.amqp_url_for_vhost("node-44", passwords["node-44"])
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    for i in range(n):
+        ch.basic_publish("hub.ingress", "notice.text", sample_body(i), pika.BasicProperties(
+            message_id=f"b-{i}", type="notice.text", user_id="node-44", content_type="application/xml",
+            content_encoding="gbk", delivery_mode=2))
+        if i and i % 5000 == 0:
+            progress(f"preloaded {i}/{n}")
+    conn.close()
+    admin_conn = pika.BlockingConnection(pika.URLParameters(settings.amqp_url_for_vhost()))
+    ach = admin_conn.channel()
+    while depth(ach, "hub.in") < n:
+        time.sleep(0.05)
+    admin_conn.close()
+
+
+def latency(settings: Settings, passwords: dict, rate: int, seconds: float) -> list[float]:
+    lat: list[float] = []
+    total = int(rate * seconds)
+    done = threading.Event()
+
+    def consume():
+        url = settings.amqp_url_for_vhost("node-11", passwords["node-11"])
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=500)
+        for _m, p, _b in ch.consume("node.11", auto_ack=True, inactivity_timeout=5):
+            if p is None:
+                break
+            sent = (p.headers or {}).get("x-sent-ns")
+            if sent is not None:
+                lat.append((time.time_ns() - int(sent)) / 1e6)
+            if len(lat) >= total:
+                break
+        conn.close()
+        done.set()
+
+    th = threading.Thread(target=consume, daemon=True)
+    th.start()
+    url = settings.amqp_url_for_vhost("node-44", passwords["node-44"])
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    start = time.perf_counter()
+    for i in range(total):
+        target = start + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        ch.basic_publish("hub.ingress", "notice.text", sample_body(i), pika.BasicProperties(
+            message_id=f"lat-{i}", type="notice.text", user_id="node-44", content_type="application/xml",
+            content_encoding="gbk", delivery_mode=2, headers={"x-sent-ns": time.time_ns()}))
+    conn.close()
+    done.wait(60)
+    return lat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("-n", type=int)
+    ap.add_argument("--rate", type=int, default=1000)
+    args = ap.parse_args()
+    n = args.n or (5_000 if args.quick else 30_000)
+    seconds = 5 if args.quick else 20
+    vhost = f"bench-hop-{uuid.uuid4().hex[:6]}"
+    tmp = Path(f"/tmp/{vhost}")
+    tmp.mkdir(parents=True)
+    settings = Settings(vhost=vhost, store_url=f"sqlite:///{tmp}/hub.sqlite3", data_dir=tmp,
+                        config_dir=ROOT / "config", routes_dir=ROOT / "routes")
+    admin = BrokerAdmin.from_settings(settings)
+    admin.create_vhost(vhost)
+    admin.set_permissions("guest", vhost, ".*", ".*", ".*")
+    hub_proc = None
+    try:
+        body = sample_body(0)
+        progress(f"{len(body)}-byte GBK XML messages, n={n}")
+        progress("raw pika relay (confirms, pipelined)")
+        raw = raw_relay(settings.amqp_url_for_vhost(), n, body, prefetch=settings.hop.prefetch)
+        progress(f"raw relay: {raw:.0f} msg/s")
+
+        cfg = load_config(settings.config_dir, settings.routes_dir)
+        t = topo.build_topology(settings, cfg.directory, list(ADAPTER_NAMES))
+        passwords = topo.load_or_create_passwords(settings, t.user_names)
+        topo.apply(t, settings, passwords)
+        progress("preloading hub.in")
+        preload_hub(settings, passwords, n)
+        hub_proc = start_hub(settings, tmp)
+        admin_params = pika.URLParameters(settings.amqp_url_for_vhost())
+        hub_rate = measure_drain(admin_params, "node.11", n, timeout=300)
+        progress(f"hub hop: {hub_rate:.0f} msg/s")
+        conn = pika.BlockingConnection(admin_params)
+        conn.channel().queue_purge("node.11")
+        conn.close()
+
+        progress(f"latency at {args.rate} msg/s for {seconds}s")
+        lat = sorted(latency(settings, passwords, args.rate, seconds))
+        p50 = statistics.median(lat) if lat else float("nan")
+        p99 = lat[int(len(lat) * 0.99) - 1] if lat else float("nan")
+        progress(f"latency: {len(lat)} messages, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        print(f"RESULT hop raw_msg_s={raw:.0f} hub_msg_s={hub_rate:.0f} ratio={hub_rate / raw:.2f} "
+              f"p50_ms={p50:.1f} p99_ms={p99:.1f} offered={args.rate} n={n} bytes={len(body)}")
+    finally:
+        if hub_proc is not None:
+            hub_proc.terminate()
+            hub_proc.wait(20)
+        admin.delete_vhost(vhost)
+
+
+if __name__ == "__main__":
+    main()
