@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pika
 from lxml import etree
@@ -24,6 +24,17 @@ from hub.runtime import HubProcess
 from hub.settings import Settings
 
 H = "{urn:cs-hub:hub:1}"
+ORDER_NS = "urn:cs-hub:order:1"
+CHINA = timezone(timedelta(hours=8))
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(CHINA).isoformat(timespec="seconds")
+
+
+def _order_xml(root: str, encoding: str, fields: list[tuple[str, str]]) -> str:
+    body = "".join(f"<{k}>{v}</{k}>" for k, v in fields)
+    return f'<?xml version="1.0" encoding="{encoding.upper()}"?><{root} xmlns="{ORDER_NS}">{body}</{root}>'
 
 
 def say(text: str) -> None:
@@ -74,6 +85,10 @@ class DemoNode:
             elif p.type == "hub.nack":
                 text = root.find(f"{H}Reason[@lang='zh']").text
                 say(f"  ✗ {self.name}({self.code}) 收到否定确认 NACK [{root.findtext(f'{H}ReasonCode')}] {text}")
+            elif root.tag.startswith("{" + ORDER_NS):
+                serial = root.findtext(f"{{{ORDER_NS}}}SerialNumber") or root.findtext(f"{{{ORDER_NS}}}DispatchSerialNumber")
+                say(f"  ✓ {self.name}({self.code}) 收到 received {p.type} 工单 order {serial} from "
+                    f"{(p.headers or {}).get('x-hub-source')} ({p.content_encoding})")
             else:
                 title = root.findtext(f"{H}Title") or p.type
                 say(f"  ✓ {self.name}({self.code}) 收到 received {p.type} 「{title}」 from "
@@ -128,6 +143,7 @@ def run_demo(settings: Settings, seconds: float = 20.0) -> int:
         before = len(nodes["44"].received)
         nodes["44"].notice("31", "冒充", "伪造的发送方", enc["44"], claimed_sender="11")
         _wait_for(nodes["44"], before + 1)
+        _order_scene(nodes, enc)
         say(f"持续流量 steady traffic for {seconds:.0f}s: provinces exchanging notices")
         for n in nodes.values():
             n.quiet = True
@@ -154,6 +170,43 @@ def run_demo(settings: Settings, seconds: float = 20.0) -> int:
     say(f"中心统计 hub stats: {hub.worker.stats}")
     say(f"查询轨迹 trace one: hub trace {mid}   (journal: {settings.store_url})")
     return 0
+
+
+def _order_scene(nodes: dict[str, DemoNode], enc: dict[str, str]) -> None:
+    """Scene 6: an electronic dispatch order across provinces, its marks and both replies (docs/orders.md)."""
+    gd, bj, hq = nodes["44"], nodes["11"], nodes["00"]
+    serial = f"GD{datetime.now():%Y%m%d}{uuid.uuid4().hex[:6].upper()}"
+    now = datetime.now(CHINA)
+    say(f"场景六 scene 6: 广东派单给北京 Guangdong dispatches complaint order {serial} to Beijing (copy to HQ)")
+    before = {c: len(n.received) for c, n in nodes.items()}
+    gd.send("order.dispatch", _order_xml("DispatchOrder", enc["44"], [
+        ("CompanyCode", "44"), ("SerialNumber", serial), ("ToCompany", "<Code>11</Code><Name>北京公司</Name>"),
+        ("DispatcherName", "李娜"), ("DispatcherPhone", "020-87654321"), ("CustomerMobile", "13901001234"),
+        ("ComplainantName", "王建国"), ("ComplainantPhone", "13901001234"), ("ComplaintCategory", "NETWORK_SIGNAL"),
+        ("ComplaintIssue", "用户在广州漫游期间手机信号时有时无,通话经常中断。"),
+        ("FirstReplyDeadline", _ts(now + timedelta(hours=2))), ("FinalReplyDeadline", _ts(now + timedelta(hours=48))),
+        ("DispatchTime", _ts(now))]), enc["44"])
+    _wait_for(bj, before["11"] + 1)
+    say("  北京回派单成功标记 Beijing sends the dispatch success mark")
+    bj.send("order.dispatch_receipt", _order_xml("DispatchReceipt", enc["11"], [
+        ("CompanyCode", "11"), ("DispatchCompanyCode", "44"), ("DispatchSerialNumber", serial),
+        ("ReceivedTime", _ts(datetime.now(CHINA))), ("Status", "accepted")]), enc["11"])
+    _wait_for(gd, before["44"] + 1)
+    for kind, result in (("first", "已联系用户,正在排查基站。"), ("final", "基站故障已修复,用户确认恢复正常。")):
+        say(f"  北京回单({kind}) Beijing returns its {kind} reply; 广东回成功标记 Guangdong confirms it")
+        n44, n11 = len(gd.received), len(bj.received)
+        bj.send("order.return", _order_xml("ReturnOrder", enc["11"], [
+            ("CompanyCode", "11"), ("DispatchCompanyCode", "44"), ("DispatchSerialNumber", serial),
+            ("ReplierName", "张伟"), ("ReplierPhone", "010-12345678"), ("Result", result),
+            ("ReplyTime", _ts(datetime.now(CHINA))), ("ReplyKind", kind)]), enc["11"])
+        _wait_for(gd, n44 + 1)
+        gd.send("order.return_receipt", _order_xml("ReturnReceipt", enc["44"], [
+            ("CompanyCode", "44"), ("DispatchCompanyCode", "44"), ("DispatchSerialNumber", serial),
+            ("ReplyKind", kind), ("ReceivedTime", _ts(datetime.now(CHINA))), ("Status", "accepted")]), enc["44"])
+        _wait_for(bj, n11 + 1)
+    _wait_for(hq, before["00"] + 6)
+    say(f"  总部收到全部 {len(hq.received) - before['00']} 份抄送 HQ holds a copy of every step; "
+        f"see: hub orders show 44 {serial}")
 
 
 def _wait_for(node: DemoNode, count: int, timeout: float = 10.0) -> None:

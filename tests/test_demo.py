@@ -22,3 +22,7 @@ def test_demo_runs_every_scene(settings, tmp_path):
     assert "NACK [SPOOFED_SENDER]" in out
     assert out.count("「故障通告」") == 1, out  # sent three times, delivered once
     assert "'duplicate': 2" in out, out
+    # scene 6: the order travels 44 -> 11 with its marks and both replies, HQ copied on every step
+    assert "北京(11) 收到 received order.dispatch 工单" in out, out
+    assert out.count("广东(44) 收到 received order.return 工单") == 2, out
+    assert "总部收到全部 6 份抄送" in out, out
