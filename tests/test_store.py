@@ -451,3 +451,38 @@ def test_locked_sqlite_is_a_transient_store_failure(tmp_path, monkeypatch):
         blocker.execute("ROLLBACK")
         blocker.close()
         s.close()
+
+
+# ---------------------------------------------------------------- retention
+
+
+def test_prune_removes_old_final_rows_with_their_hops_and_keeps_unfinished_work(store: Store):
+    old, new = 10, 10_000
+    store.record([entry(f"d{i}", JournalStatus.delivered, old, hops=[Hop("11", "published", at(old))])
+                  for i in range(7)])
+    store.record([entry("dl", JournalStatus.dead_lettered, old, hops=[Hop("hub.dlq", "dead_lettered", at(old))]),
+                  entry("rt", JournalStatus.retrying, old, hops=[Hop("11", "retry", at(old))]),
+                  entry("rc", JournalStatus.received, old),
+                  entry("fresh", JournalStatus.delivered, new, hops=[Hop("11", "published", at(new))])])
+    store.schedule("fired", at(old), {})
+    store.mark_fired(["fired"], at=at(old))
+    store.schedule("pending", at(old), {})
+    cut = at(1000)
+    assert store.count_prunable(cut)["journal"] == 8
+    seen = []
+    pruned = store.prune(cut, batch=3, progress=lambda p: seen.append(p.journal))
+    assert pruned.journal == 8 and pruned.hops == 8 and pruned.timers == 1
+    assert pruned.by_status == {"delivered": 7, "dead_lettered": 1}
+    assert seen[:3] == [3, 6, 8]  # progress after every batch
+    assert store.get("d0") is None and store.get("dl") is None
+    for kept in ("rt", "rc", "fresh"):  # unfinished work and recent rows stay
+        assert store.get(kept) is not None, kept
+    assert store.get("fresh").hops
+    assert store.get_timer("pending") is not None and store.get_timer("fired") is None
+    assert store.known_message_ids(["d0", "fresh"]) == {"fresh"}  # the retention period is the dedupe window
+    assert store.prune(cut).total() == 0
+
+
+def test_prune_refuses_a_naive_cut_off(store: Store):
+    with pytest.raises(ValueError, match="aware"):
+        store.prune(datetime(2026, 1, 1))

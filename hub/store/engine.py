@@ -11,7 +11,7 @@ do), read the clock, or retry: a failed call raises and the hub's retry tiers de
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from hub.store import journal as _journal
+from hub.store import retention as _retention
 from hub.store import timers as _timers
 from hub.store.journal import JournalEntry, JournalRecord
 from hub.store.schema import SCHEMA_VERSION, metadata, schema_version
@@ -205,6 +206,28 @@ class Store:
     def get_timer(self, key: str) -> Timer | None:
         with self._tx(write=False) as conn:
             return _timers.get_timer(conn, key)
+
+    # retention (hub/store/retention.py)
+    def prune(self, before: datetime, *, batch: int = 5000,
+              progress: Callable[[_retention.Pruned], None] | None = None) -> _retention.Pruned:
+        """Delete old final journal rows, their hops, old key claims and fired timers, batch by batch."""
+        if before.tzinfo is None:
+            raise ValueError("prune needs an aware UTC cut-off")
+        pruned = _retention.Pruned()
+        for step in _retention.BATCHES:
+            while True:
+                with self._tx(write=True) as conn:
+                    n = step(conn, before, batch, pruned)
+                pruned.batches += 1
+                if progress is not None:
+                    progress(pruned)
+                if n < batch:
+                    break
+        return pruned
+
+    def count_prunable(self, before: datetime) -> dict[str, int]:
+        with self._tx(write=False) as conn:
+            return _retention.count_prunable(conn, before)
 
     def close(self) -> None:
         self.engine.dispose()
