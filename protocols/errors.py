@@ -56,6 +56,9 @@ class ReasonCode(StrEnum):
     PARTNER_TIMEOUT = "PARTNER_TIMEOUT"
     PARTNER_UNAVAILABLE = "PARTNER_UNAVAILABLE"
     PARTNER_FAULT = "PARTNER_FAULT"
+    # the partner answered that it will never take this message (a CRM's Deliver refused, a
+    # soap:Client fault): dead-lettered at once, not retried
+    PARTNER_REFUSED = "PARTNER_REFUSED"
     SMPP_THROTTLED = "SMPP_THROTTLED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     PROCESSING_ERROR = "PROCESSING_ERROR"
@@ -91,6 +94,9 @@ class ReasonCode(StrEnum):
     SFTP_NAME_INVALID = "SFTP_NAME_INVALID"
     SFTP_MARKER_INVALID = "SFTP_MARKER_INVALID"
     SFTP_FILE_CHANGED = "SFTP_FILE_CHANGED"
+    # HTTP clients of the hub (adapters/wap, docs/wap.md): refused credentials, over the rate.
+    CLIENT_UNAUTHORIZED = "CLIENT_UNAUTHORIZED"
+    CLIENT_RATE_LIMITED = "CLIENT_RATE_LIMITED"
 
 
 #: Reasons that are worth retrying: the same message may succeed later.
@@ -145,6 +151,7 @@ REASON_TEXT_ZH: dict[ReasonCode, str] = {
     ReasonCode.PARTNER_TIMEOUT: "对端系统超时",
     ReasonCode.PARTNER_UNAVAILABLE: "对端系统不可用",
     ReasonCode.PARTNER_FAULT: "对端系统返回错误",
+    ReasonCode.PARTNER_REFUSED: "对端系统拒收该消息(不再重试)",
     ReasonCode.SMPP_THROTTLED: "短信中心限流",
     ReasonCode.STORE_UNAVAILABLE: "状态库不可用",
     ReasonCode.PROCESSING_ERROR: "处理时发生内部错误",
@@ -174,6 +181,8 @@ REASON_TEXT_ZH: dict[ReasonCode, str] = {
     ReasonCode.SFTP_NAME_INVALID: "文件名不符合命名规则",
     ReasonCode.SFTP_MARKER_INVALID: "标记文件格式错误或与数据文件不符",
     ReasonCode.SFTP_FILE_CHANGED: "待发送的文件在排队期间已被修改,按新版本重新发送",
+    ReasonCode.CLIENT_UNAUTHORIZED: "客户端认证失败(用户名或密码错误)",
+    ReasonCode.CLIENT_RATE_LIMITED: "请求过于频繁,超过该客户端的速率限制",
 }
 
 

@@ -24,6 +24,7 @@ SCHEMAS: dict[str, str] = {
     "announcements": "announcements/announcement.xsd",
     "files": "files/files.xsd",
     "sms": "sms/sms.xsd",
+    "wap": "wap/wap.xsd",
 }
 
 

@@ -167,11 +167,11 @@ CASES = [
     ("a message type's unknown check in config/message_types.yaml",
      {"routes/r.yaml": ROUTE},
      {"config/message_types.yaml": ("    sender: h:CompanyCode\n", "    sender: h:CompanyCode\n    check: nope\n")},
-     ["config/message_types.yaml:21:12: error: type notice.text: unknown check 'nope'; "]),
+     ["config/message_types.yaml:24:12: error: type notice.text: unknown check 'nope'; "]),
     ("a message type's root prefix that is not declared",
      {"routes/r.yaml": ROUTE},
      {"config/message_types.yaml": ("root: h:Notice", "root: x:Notice")},
-     ["config/message_types.yaml:18:11: error: types.notice.text.root: type notice.text: root prefix 'x' is not "
+     ["config/message_types.yaml:21:11: error: types.notice.text.root: type notice.text: root prefix 'x' is not "
       "declared in namespaces; declared: "]),
     ("a fixture file naming an unknown sender",
      {"routes/r.yaml": ROUTE,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hub.flows.announcements import AnnouncementFlow
+from hub.flows.knowledge import KnowledgeFlow
 from hub.flows.orders import OrderFlow
 from hub.settings import Settings
 from hub.store import Store
@@ -13,6 +15,8 @@ def build_flows(settings: Settings, store: Store, pipeline_ref) -> list:
     """Instantiate every flow; `pipeline_ref()` returns the current Pipeline (it changes on reload)."""
     return [
         OrderFlow(settings, store, pipeline_ref),  # electronic dispatch and return orders (docs/orders.md)
+        KnowledgeFlow(settings, store, pipeline_ref),  # knowledge sharing and version sync (docs/knowledge.md)
+        AnnouncementFlow(settings, store, pipeline_ref),  # announcements (docs/knowledge.md part B)
     ]
 
 

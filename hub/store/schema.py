@@ -158,3 +158,118 @@ Index(
     postgresql_where=timers.c.fired_at.is_(None),
     sqlite_where=timers.c.fired_at.is_(None),
 )
+
+
+# ----------------------------------------------------------------------------- knowledge and announcements
+# Written by hub/flows/knowledge.py and hub/flows/announcements.py through hub/store/knowledge.py
+# (docs/knowledge.md). New tables only: create_all adds them to an existing store, so
+# SCHEMA_VERSION stays.
+
+#: One row per knowledge item at HQ: its lifecycle (protocols.knowledge.lifecycle), the change
+#: under review, and the published version or the tombstone with its designated recipients.
+knowledge_items = Table(
+    "knowledge_items",
+    metadata,
+    Column("item_id", String(40), primary_key=True),
+    Column("owner", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("published_version", Integer, nullable=False, server_default="0"),
+    Column("revoked_version", Integer),
+    Column("pending_action", String(8)),
+    Column("pending_version", Integer),
+    Column("pending_company", String(8)),
+    Column("pending_serial", String(32)),
+    Column("returns", Integer, nullable=False, server_default="0"),
+    Column("item_json", JSONDoc),        # the published KnowledgeItem (wire names), None until published
+    Column("tombstone_json", JSONDoc),   # the Tombstone once revoked
+    Column("recipients", JSONDoc),       # the designated recipients of the last delivery
+    Column("published_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: Version sync state: per recipient and item, the version delivered and the version confirmed,
+#: and the tombstone's version once revoked. Both versions only ever go up.
+knowledge_sync = Table(
+    "knowledge_sync",
+    metadata,
+    Column("recipient", String(8), primary_key=True),
+    Column("item_id", String(40), primary_key=True),
+    Column("delivered", Integer, nullable=False, server_default="0"),
+    Column("confirmed", Integer, nullable=False, server_default="0"),
+    Column("revoked", Integer),
+    Column("delivered_at", UTCDateTime),
+    Column("confirmed_at", UTCDateTime),
+    Index("ix_knowledge_sync_item", "item_id"),
+)
+
+#: The fan-out of each delivered version (protocols.knowledge.fanout): one row per recipient.
+knowledge_receipts = Table(
+    "knowledge_receipts",
+    metadata,
+    Column("item_id", String(40), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("recipient", String(8), primary_key=True),
+    Column("status", String(12), nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("answered_at", UTCDateTime),
+    Column("refusal_code", String(32)),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+)
+
+#: A province's feedback at HQ (protocols.knowledge.feedback).
+knowledge_feedback = Table(
+    "knowledge_feedback",
+    metadata,
+    Column("company", String(8), primary_key=True),
+    Column("feedback_id", String(32), primary_key=True),
+    Column("item_id", String(40), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("disposition", String(16)),
+    Column("owner", String(8)),
+    Column("update_version", Integer),
+    Column("update_company", String(8)),
+    Column("update_serial", String(32)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: One announcement at HQ (protocols.announcements.transaction) and its latest content.
+announcements = Table(
+    "announcements",
+    metadata,
+    Column("announcement_id", String(40), primary_key=True),
+    Column("originator", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("pending_company", String(8)),
+    Column("pending_serial", String(32)),
+    Column("returns", Integer, nullable=False, server_default="0"),
+    Column("recipients", JSONDoc, nullable=False),
+    Column("announcement_json", JSONDoc, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: One recipient's reply to an announcement that asks for replies.
+announcement_replies = Table(
+    "announcement_replies",
+    metadata,
+    Column("announcement_id", String(40), primary_key=True),
+    Column("company", String(8), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("serial", String(32)),
+    Column("replied_at", UTCDateTime),
+    Column("returns", Integer, nullable=False, server_default="0"),
+)
+
+#: The messages the knowledge and announcement flows applied (write-ahead, by message id), so a
+#: message that comes back after a failed broker commit is not applied twice; also their history.
+sharing_steps = Table(
+    "sharing_steps",
+    metadata,
+    Column("message_id", String(128), primary_key=True),
+    Column("subject", String(80), nullable=False),   # "item/<id>", "feedback/<company>/<id>", "announcement/<id>"
+    Column("event", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_sharing_steps_subject", "subject"),
+)
