@@ -43,6 +43,22 @@ def _topology(args):
     return settings, build_topology(settings, cfg.directory, list(ADAPTER_NAMES))
 
 
+def _site_link(args, settings, passwords: dict[str, str]) -> dict:
+    """`hub topology link`: the province broker's definitions (docs/scale-out.md)."""
+    from hub import topology as topo
+    from hub.configuration import load_config
+    from hub.sites import LINK_USER, build_site_link
+
+    if not args.node or not args.hq_url:
+        raise ConfigError("`hub topology link` needs --node CODE and --hq-url amqp[s]://HQ-HOST:PORT")
+    directory = load_config(settings.config_dir, settings.routes_dir).directory
+    link_user = settings.broker_user(LINK_USER)
+    link_password = topo.load_or_create_passwords(settings, [link_user])[link_user]
+    return build_site_link(settings, directory, args.node, hq_url=args.hq_url, local_url=args.local_url,
+                           node_password=passwords.get(settings.broker_user(f"node-{args.node}"), ""),
+                           link_password=link_password, reconnect_delay_s=args.reconnect_delay)
+
+
 def cmd_topology(args) -> int:
     from hub import topology as topo
 
@@ -57,11 +73,14 @@ def cmd_topology(args) -> int:
         print(f"topology applied to vhost {settings.vhost!r}: {len(t.queues)} queues, "
               f"{len(t.exchanges)} exchanges, {len(t.users)} users" + (" (drift remains)" if drift else ""))
         return 1 if drift else 0
-    if args.action == "export":
+    if args.action in ("export", "link"):
         passwords = topo.load_or_create_passwords(settings, users)
-        text = json.dumps(topo.export_definitions(t, passwords), indent=2, ensure_ascii=False)
+        defs = topo.export_definitions(t, passwords) if args.action == "export" else _site_link(args, settings, passwords)
+        text = json.dumps(defs, indent=2, ensure_ascii=False)
         if args.output:
             Path(args.output).write_text(text + "\n", encoding="utf-8")
+            if args.action == "link":  # the shovel URIs carry the node's password
+                os.chmod(args.output, 0o600)
             print(f"wrote {args.output}")
         else:
             print(text)
@@ -271,6 +290,38 @@ def cmd_orders_show(args) -> int:
     return 0
 
 
+_DURATION = {"d": 86400, "h": 3600, "m": 60}
+
+
+def _duration_s(text: str) -> float:
+    """'30d', '12h', '90m' as seconds."""
+    if len(text) < 2 or text[-1] not in _DURATION or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 30d, 12h or 90m")
+    return int(text[:-1]) * _DURATION[text[-1]]
+
+
+def cmd_store_prune(args) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from hub.store import open_store
+
+    settings = _settings(args)
+    cut = datetime.now(UTC) - timedelta(seconds=args.older_than)
+    with open_store(settings.store_url) as store:
+        would = store.count_prunable(cut)
+        print(f"cut-off {cut.isoformat(timespec='seconds')}: prunable {would}")
+        if args.dry_run:
+            return 0
+
+        def progress(p):
+            print(f"  … journal {p.journal}/{would['journal']}, hops {p.hops}, keys {p.business_keys}, "
+                  f"timers {p.timers}", file=sys.stderr, flush=True)
+        done = store.prune(cut, batch=args.batch, progress=progress)
+    print(f"pruned journal {done.journal} {done.by_status}, hops {done.hops}, business keys "
+          f"{done.business_keys}, fired timers {done.timers} in {done.batches} batches")
+    return 0
+
+
 def cmd_smpp(args) -> int:
     """`hub smpp ...`: adapters/smpp/commands.py. Loaded by name because the layer contract
     (import-linter: protocols -> mappings -> hub -> adapters) forbids hub importing adapters."""
@@ -284,6 +335,46 @@ def cmd_sftp(args) -> int:
     import importlib
 
     return importlib.import_module("adapters.sftp.cli").main(args, _settings(args))
+
+
+def cmd_wap(args) -> int:
+    """`hub wap ...`: adapters/wap/cli.py, loaded by name for the same reason as `hub smpp`."""
+    import importlib
+
+    return importlib.import_module("adapters.wap.cli").main(args, _settings(args))
+
+
+def cmd_nms(args) -> int:
+    """`hub nms ...`: adapters/nms/cli.py, loaded by name for the same reason as `hub smpp`."""
+    import importlib
+
+    return importlib.import_module("adapters.nms.cli").main(args, _settings(args))
+
+
+def cmd_soap(args) -> int:
+    """`hub soap ...`: adapters/soap/cli.py, loaded by name for the same reason as `hub smpp`."""
+    import importlib
+
+    return importlib.import_module("adapters.soap.cli").main(args, _settings(args))
+
+
+def cmd_console(args) -> int:
+    """`hub console`, `hub console user`: hub/console/commands.py."""
+    from hub.console.commands import cmd_console as run
+
+    return run(args, _settings(args))
+
+
+def cmd_status(args) -> int:
+    from hub.console.commands import cmd_status as run
+
+    return run(args, _settings(args))
+
+
+def cmd_dlq(args) -> int:
+    from hub.console.commands import cmd_dlq as run
+
+    return run(args, _settings(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,8 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("topology", help="declare, export or compare the broker topology")
-    t.add_argument("action", choices=["apply", "export", "diff"])
-    t.add_argument("-o", "--output", help="file for `export` (default stdout)")
+    t.add_argument("action", choices=["apply", "export", "diff", "link"],
+                   help="link: definitions for a province's own broker, shovelled to HQ (docs/scale-out.md)")
+    t.add_argument("-o", "--output", help="file for `export` or `link` (default stdout)")
+    t.add_argument("--node", help="link: the province node code, e.g. 44")
+    t.add_argument("--hq-url", help="link: HQ's broker as the province reaches it, amqps://HOST:PORT")
+    t.add_argument("--local-url", default="amqp://127.0.0.1:5672",
+                   help="link: the province broker as its shovels reach it (default amqp://127.0.0.1:5672)")
+    t.add_argument("--reconnect-delay", type=int, default=5, help="link: seconds between shovel reconnects")
     t.set_defaults(func=cmd_topology)
 
     c = sub.add_parser("config", help="check nodes, message types, routes and fixtures")
@@ -332,6 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     rgraph.add_argument("-o", "--output", help="write to this file instead of stdout")
     rgraph.set_defaults(func=cmd_routes_graph)
 
+    sto = sub.add_parser("store", help="the state store: retention").add_subparsers(dest="action", required=True)
+    spr = sto.add_parser("prune", help="delete old final journal rows, hops, key claims and fired timers "
+                         "(the retention period is also the dedupe window: docs/operations.md)")
+    spr.add_argument("--older-than", type=_duration_s, required=True, metavar="AGE",
+                     help="age such as 30d, 12h or 90m")
+    spr.add_argument("--batch", type=int, default=5000, help="rows per transaction (short write locks)")
+    spr.add_argument("--dry-run", action="store_true", help="only count what would go")
+    spr.set_defaults(func=cmd_store_prune)
+
     ct = sub.add_parser("contract", help="generate the wire contract documents")
     ct.add_argument("kind", choices=["asyncapi"])
     ct.add_argument("-o", "--output", help="file to write (default stdout), e.g. docs/asyncapi.yaml")
@@ -347,6 +453,40 @@ def main(argv: list[str] | None = None) -> int:
     tr = sub.add_parser("trace", help="the journey of a message by id, business key or correlation id")
     tr.add_argument("id")
     tr.set_defaults(func=cmd_trace)
+
+    cn = sub.add_parser("console", help="the queue console (web pages, JSON API, /metrics) beside `hub run`")
+    cn.add_argument("--users", help="console users file (default $HUB_CONSOLE_USERS or <data_dir>/console-users.yaml)")
+    cnsub = cn.add_subparsers(dest="action")
+    cnu = cnsub.add_parser("user", help="add or replace a console user (password from $HUB_CONSOLE_PASSWORD or prompt)")
+    cnu.add_argument("name")
+    cnu.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
+    cn.add_argument("--host", default="127.0.0.1")
+    cn.add_argument("--port", type=int, default=8640)
+    cn.add_argument("--session-minutes", type=float, default=480, help="sessions expire after this long")
+    cn.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)")
+    cn.add_argument("--log-level")
+    cn.set_defaults(func=cmd_console)
+    cnu.set_defaults(func=cmd_console)
+
+    st = sub.add_parser("status", help="broker, nodes connected, alarms, rates, database, queues, dead letters")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    dq = sub.add_parser("dlq", help="dead letters: list, show, replay to the original route, discard")
+    dqsub = dq.add_subparsers(dest="action", required=True)
+    dql = dqsub.add_parser("list", help="browse hub.dlq (nothing is consumed)")
+    dql.add_argument("--limit", type=int, default=200)
+    dqs = dqsub.add_parser("show", help="one dead letter: headers, reason, payload decoded")
+    dqs.add_argument("id", help="dead-letter key or message id")
+    dqr = dqsub.add_parser("replay", help="replay to the original route (take, publish confirmed, then ack)")
+    dqr.add_argument("ids", nargs="*", help="dead-letter keys or message ids")
+    dqr.add_argument("--all", action="store_true", help="every dead letter that has an original route")
+    dqd = dqsub.add_parser("discard", help="drop dead letters, with a reason kept in the audit")
+    dqd.add_argument("ids", nargs="+")
+    dqd.add_argument("--reason", required=True)
+    for parser in (dql, dqs, dqr, dqd):
+        parser.add_argument("--json", action="store_true")
+        parser.set_defaults(func=cmd_dlq)
 
     od = sub.add_parser("orders", help="dispatch and return orders: statistics and one order's history")
     osub = od.add_subparsers(dest="action", required=True)
@@ -395,6 +535,47 @@ def main(argv: list[str] | None = None) -> int:
     for parser in (sfr, sfs, sft, sfl, sfc):
         parser.add_argument("--config", help="adapter configuration (default <config_dir>/sftp.yaml)")
         parser.set_defaults(func=cmd_sftp)
+
+    wp = sub.add_parser("wap", help="the WAP endpoint: XML over HTTP for the WAP business hall (docs/wap.md)")
+    wpsub = wp.add_subparsers(dest="wap_command", required=True)
+    wpr = wpsub.add_parser("run", help="serve POST /wap; queries and transactions go to the customer's province")
+    wpr.add_argument("--log-level")
+    wpl = wpsub.add_parser("lint", help="check config/wap.yaml")
+    wps = wpsub.add_parser("schema", help="write the JSON schema of config/wap.yaml")
+    wps.add_argument("-o", "--output", help="file to write (default stdout), e.g. docs/schemas/wap.schema.json")
+    wph = wpsub.add_parser("hash-password", help="read a client secret from stdin, print its SHA-256")
+    for parser in (wpr, wpl, wps, wph):
+        parser.add_argument("--config", help="endpoint configuration (default <config_dir>/wap.yaml)")
+        parser.set_defaults(func=cmd_wap)
+
+    nm = sub.add_parser("nms", help="the NMS fault feed: interface table -> fault announcements (docs/nms.md)")
+    nmsub = nm.add_subparsers(dest="nms_command", required=True)
+    nmr = nmsub.add_parser("run", help="poll the NMS interface table; announce faults, clears and cut-overs")
+    nmr.add_argument("--log-level")
+    nml = nmsub.add_parser("lint", help="check config/nms.yaml")
+    nms_ = nmsub.add_parser("schema", help="write the JSON schema of config/nms.yaml")
+    nms_.add_argument("-o", "--output", help="file to write (default stdout), e.g. docs/schemas/nms.schema.json")
+    nmi = nmsub.add_parser("create-table", help="create the interface table (for tests and demos; the NMS owns it)")
+    for parser in (nmr, nml, nms_, nmi):
+        parser.add_argument("--config", help="feed configuration (default <config_dir>/nms.yaml)")
+        parser.set_defaults(func=cmd_nms)
+
+    so = sub.add_parser("soap", help="the SOAP adapter: CRM delivery (Deliver) and the legacy nodes' intake (Submit)")
+    sosub = so.add_subparsers(dest="action", required=True)
+    sor = sosub.add_parser("run", help="deliver node.<code> of soap nodes to their CRMs; serve the intake")
+    sor.add_argument("--delivery-only", action="store_true", help="only the CRM delivery side")
+    sor.add_argument("--intake-only", action="store_true", help="only the intake endpoint")
+    sor.add_argument("--log-level")
+    sos = sosub.add_parser("status", help="CRM calls per node and outcome, the latest calls")
+    sos.add_argument("--node", help="only this node's calls")
+    sos.add_argument("--limit", type=int, default=20)
+    sos.add_argument("--json", action="store_true")
+    sol = sosub.add_parser("lint", help="check config/soap.yaml against config/nodes.yaml")
+    soc = sosub.add_parser("schema", help="write the JSON schema of config/soap.yaml")
+    soc.add_argument("-o", "--output", help="file to write (default stdout), e.g. docs/schemas/soap.schema.json")
+    for parser in (sor, sos, sol, soc):
+        parser.add_argument("--config", help="adapter configuration (default <config_dir>/soap.yaml)")
+        parser.set_defaults(func=cmd_soap)
 
     args = p.parse_args(argv)
     try:
