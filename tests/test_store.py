@@ -486,3 +486,19 @@ def test_prune_removes_old_final_rows_with_their_hops_and_keeps_unfinished_work(
 def test_prune_refuses_a_naive_cut_off(store: Store):
     with pytest.raises(ValueError, match="aware"):
         store.prune(datetime(2026, 1, 1))
+
+
+def test_append_hops_adds_steps_without_touching_the_status(store: Store, second_store: Store):
+    store.record([entry("s1", JournalStatus.delivered, 1, destinations=["adapter.smpp"],
+                        hops=[Hop("adapter.smpp", "published", at(1))])])
+    missing = store.append_hops([("s1", Hop("smsc", "submitted", at(2), "smsc id 0A1B")),
+                                 ("ghost", Hop("smsc", "submitted", at(2)))])
+    assert missing == {"ghost"}
+    assert second_store.append_hops([("s1", Hop("smsc", "delivered", at(3), "DELIVRD"))]) == set()
+    rec = store.get("s1")
+    assert rec.status is JournalStatus.delivered
+    assert [(h.destination, h.status, h.detail) for h in rec.hops] == [
+        ("adapter.smpp", "published", None), ("smsc", "submitted", "smsc id 0A1B"), ("smsc", "delivered", "DELIVRD")]
+    assert store.get("ghost") is None
+    store.record([entry("s1", JournalStatus.delivered, 4, hops=[Hop("node.44", "published", at(4))])])
+    assert [h.status for h in store.get("s1").hops][-1] == "published" and len(store.get("s1").hops) == 4

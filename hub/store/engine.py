@@ -25,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from hub.store import journal as _journal
 from hub.store import retention as _retention
 from hub.store import timers as _timers
-from hub.store.journal import JournalEntry, JournalRecord
+from hub.store.journal import Hop, JournalEntry, JournalRecord
 from hub.store.schema import SCHEMA_VERSION, metadata, schema_version
 from hub.store.timers import Timer
 from protocols.errors import ConfigError, ReasonCode, TransientFailure
@@ -171,6 +171,13 @@ class Store:
             return
         with self._tx(write=True) as conn:
             _journal.record(conn, entries)
+
+    def append_hops(self, hops: Sequence[tuple[str, Hop]]) -> set[str]:
+        """Later steps of journaled messages (adapters); returns the ids that have no journal row."""
+        if not hops:
+            return set()
+        with self._tx(write=True) as conn:
+            return _journal.append_hops(conn, hops)
 
     # journal (read side)
     def get(self, message_id: str) -> JournalRecord | None:

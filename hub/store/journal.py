@@ -18,7 +18,7 @@ from functools import cache
 from itertools import islice, repeat
 from typing import Any
 
-from sqlalchemy import Connection, case, func, or_, select
+from sqlalchemy import Connection, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.store.schema import business_keys, journal, journal_hops
@@ -355,6 +355,33 @@ def record(conn: Connection, entries: Sequence[JournalEntry]) -> None:
             seq += 1
         next_seq[e.message_id] = seq
     executemany(conn, _HOPS_INSERT, hop_rows)
+
+
+def append_hops(conn: Connection, hops: Sequence[tuple[str, Hop]]) -> set[str]:
+    """Add steps to journaled messages without changing their status (an adapter's later steps:
+    a CRM's answer, an SMS receipt, a file's success mark). Returns the ids with no journal row,
+    whose hops are not written: the journal only tells the journeys it knows the start of."""
+    if not hops:
+        return set()
+    added: dict[str, int] = {}
+    for mid, _ in hops:
+        added[mid] = added.get(mid, 0) + 1
+    next_seq: dict[str, int] = {}
+    for mid in sorted(added):  # one order for every writer: no deadlock between two
+        row = conn.execute(
+            update(journal).where(journal.c.message_id == mid)
+            .values(hop_count=journal.c.hop_count + added[mid]).returning(journal.c.hop_count)
+        ).first()
+        if row is not None:
+            next_seq[mid] = row[0] - added[mid] + 1
+    rows = []
+    for mid, h in hops:
+        if mid in next_seq:
+            rows.append({"message_id": mid, "seq": next_seq[mid], "destination": h.destination,
+                         "status": str(h.status), "at": h.at, "detail": h.detail})
+            next_seq[mid] += 1
+    executemany(conn, _HOPS_INSERT, rows)
+    return set(added) - set(next_seq)
 
 
 # ---------------------------------------------------------------- read side
