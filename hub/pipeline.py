@@ -49,6 +49,7 @@ class Outcome:
     attempts: int = 1
     error: HubError | None = None
     config_version: str | None = None
+    arrived: float = 0.0  # time.perf_counter() when the hop received it (latency metrics)
 
 
 class Pipeline:

@@ -101,6 +101,8 @@ class HubProcess:
             pid_file.write_text(str(os.getpid()))
         if self.watch:
             threading.Thread(target=self._watch_loop, name="config-watch", daemon=True).start()
+        if self.settings.metrics_port:
+            self.worker.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         timer_thread = threading.Thread(target=self.timers.run, name="timers", daemon=True)
         timer_thread.start()
         log.info("hub starting", extra={"config_version": self.pipeline.table.version,

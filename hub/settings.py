@@ -63,6 +63,9 @@ class Settings(BaseModel):
     delivery_limit: int = Field(20, ge=1, le=1000,
                                 description="Broker-side redelivery limit before a message is parked in hub.dlq")
     max_attempts: int = Field(5, ge=1, le=100, description="Default retries of a transient failure per route")
+    metrics_port: int | None = Field(None, ge=1, le=65535,
+                                     description="Serve the hop's Prometheus metrics on this port (None: off)")
+    metrics_host: str = Field("127.0.0.1", description="Address of the metrics port (keep it off public networks)")
 
     @field_validator("retry_tiers")
     @classmethod
@@ -104,6 +107,7 @@ ENV_KEYS = {
     "HUB_DATA_DIR": "data_dir",
     "HUB_CONFIG_DIR": "config_dir",
     "HUB_ROUTES_DIR": "routes_dir",
+    "HUB_METRICS_PORT": "metrics_port",
 }
 
 

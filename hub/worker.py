@@ -30,6 +30,7 @@ from pika.adapters.select_connection import SelectConnection
 
 from hub.envelope import H_REPLAY, HUB_QUEUE, Incoming, Props
 from hub.journal_writer import JournalWriter
+from hub.metrics import HopMetrics
 from hub.pipeline import Outcome, Pipeline, Verdict
 from hub.settings import Settings
 from hub.store import Hop, JournalEntry, JournalStatus, Store
@@ -97,6 +98,7 @@ class HopWorker:
         self.stats: dict[str, int] = {"in": 0, "delivered": 0, "retrying": 0, "dead_lettered": 0,
                                       "duplicate": 0, "commits": 0, "reconnects": 0}
         self.health = {"connected": False, "blocked": False, "last_commit": None}
+        self.metrics = HopMetrics(lambda: self.health, self.journal.backlog)
         self._stopping = False
         self._conn: SelectConnection | None = None
         self._ready = threading.Event()
@@ -115,6 +117,7 @@ class HopWorker:
             if self._stopping:
                 break
             self.stats["reconnects"] += 1
+            self.metrics.reconnects.inc()
             log.warning("broker connection lost; reconnecting", extra={"backoff_s": backoff})
             time.sleep(backoff)
             backoff = min(backoff * 2, 30.0) if not self.health["connected"] else 0.5
@@ -239,7 +242,9 @@ class HopWorker:
             return  # left unacked: the broker returns it when the connection closes (see _begin_drain)
         msg = Incoming(body, to_props(props), method.exchange, method.routing_key, method.redelivered,
                        method.delivery_tag)
+        arrived = time.perf_counter()
         outcome = self.pipeline.process(msg, self.clock())
+        outcome.arrived = arrived
         lane.pending.append(outcome)
         self.stats["in"] += 1
         if lane.committing is None:
@@ -342,6 +347,7 @@ class HopWorker:
         now = self.clock()
         self.health["last_commit"] = now
         self.stats["commits"] += 1
+        self.metrics.observe(batch)
         # Start the lane's next transaction first, so the broker works on it while we record this one.
         self._inflight_ids.difference_update(o.message_id for o in batch)
         if lane.pending:

@@ -7,6 +7,7 @@ import time
 
 import pika
 import pytest
+import requests
 from lxml import etree
 from running_hub import HubSubprocess, HubThread, Node, notice
 from waiting import wait_until
@@ -292,3 +293,28 @@ def test_refused_message_fixed_and_resent_with_the_same_id_is_delivered(hub, nod
     gd.publish("notice.text", notice("44", "11"), "fix-me")  # fixed, same message id
     _, props, _ = bj.get()
     assert props.message_id == "fix-me"
+
+
+def test_the_hop_exports_its_own_metrics(settings, applied_topology, nodes, free_tcp_port):
+    s = settings.model_copy(update={"metrics_port": free_tcp_port})
+    h = HubThread(s).start()
+    try:
+        gd, bj = nodes("44"), nodes("11")
+        gd.publish("notice.text", notice("44", "11"), "m-ok")
+        gd.publish("notice.text", notice("44", "77"), "m-refused")  # unknown recipient
+        bj.get()
+        gd.get()
+
+        def scrape():
+            text = requests.get(f"http://127.0.0.1:{free_tcp_port}/metrics", timeout=5).text
+            return text if 'verdict="dead_lettered"' in text else None
+        text = wait_until(scrape, 10, description="both verdicts counted")
+        for line in ('hub_messages_total{route="notice",source="44",type="notice.text",verdict="delivered"} 1.0',
+                     'hub_messages_total{route="notice",source="44",type="notice.text",verdict="dead_lettered"} 1.0',
+                     'hub_deliveries_total{destination="node.11"} 1.0',
+                     'hub_deliveries_total{destination="node.44"} 1.0',  # the nack to the sender
+                     'hub_failures_total{reason_code="UNKNOWN_NODE",verdict="dead_lettered"} 1.0',
+                     "hub_connected 1.0", "hub_hop_seconds_count 2.0"):
+            assert line in text, f"{line!r} not in:\n{text}"
+    finally:
+        h.stop()
