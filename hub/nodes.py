@@ -130,7 +130,9 @@ class Directory:
         self.nodes = list(nodes)
         self.by_code = {n.code: n for n in self.nodes}
         self.by_user = {n.amqp_user: n for n in self.nodes}
-        groups: dict[str, list[str]] = {"all": [n.code for n in self.nodes]}
+        # "all" is every business party; system nodes (the WAP endpoint, the NMS feed) are
+        # machines that talk to the hub, not recipients of broadcasts and announcements.
+        groups: dict[str, list[str]] = {"all": [n.code for n in self.nodes if n.kind != NodeKind.system]}
         for n in self.nodes:
             for g in [KIND_GROUPS[n.kind], *n.groups]:
                 groups.setdefault(g, []).append(n.code)

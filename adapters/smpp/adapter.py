@@ -18,10 +18,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapters.smpp.bus import Bus
 from adapters.smpp.config import SmppConfig
 from adapters.smpp.engine import QUEUE, Engine
 from adapters.smpp.ledger import Ledger
+from hub.adapter_bus import Bus
 from hub.nodes import Directory, NodesFile
 from hub.settings import Settings
 from hub.store import Store, open_store

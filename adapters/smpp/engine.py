@@ -72,7 +72,7 @@ H_SMSC = "x-hub-smsc"
 
 
 class BusPort(Protocol):
-    """What the engine asks of the broker side (adapters/smpp/bus.py); every call is thread-safe."""
+    """What the engine asks of the broker side (hub/adapter_bus.py); every call is thread-safe."""
 
     def publish(self, items: list[tuple[str | None, Outgoing]], ack_after: list) -> None: ...
 

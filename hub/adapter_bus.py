@@ -1,4 +1,4 @@
-"""The SMPP adapter's broker side: consume adapter.smpp, publish with confirms, ack when told.
+"""An adapter's streaming broker side (SMPP, WAP): consume its queue, publish with confirms, ack when told.
 
 Owns: one pika SelectConnection in its own thread (like the hop, no re-entrant publishing
 from callbacks), the consumer with manual acks and a prefetch of at least the send window,
@@ -27,7 +27,7 @@ from hub.envelope import Incoming, Outgoing
 from hub.settings import Settings
 from hub.worker import to_pika, to_props
 
-log = logging.getLogger("adapters.smpp.bus")
+log = logging.getLogger("hub.adapter_bus")
 
 
 @dataclass

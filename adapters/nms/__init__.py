@@ -1,0 +1,1 @@
+"""The NMS fault feed (docs/nms.md): the NMS interface table -> fault announcements on the bus."""

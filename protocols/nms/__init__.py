@@ -1,0 +1,1 @@
+"""Network management (NMS) fault feed: interface rows -> fault events -> announcements, pure."""
