@@ -42,6 +42,7 @@ from hub.broker_admin import BrokerAdmin  # noqa: E402
 from hub.configuration import ADAPTER_NAMES, load_config  # noqa: E402
 from hub.settings import Settings  # noqa: E402
 from hub.store import open_store  # noqa: E402
+from hub.topology import drop_prefixed_users  # noqa: E402
 
 CHILD = r"""
 import sys
@@ -150,7 +151,7 @@ def search_latency(settings: Settings, tmp: Path, rows: int, queries: int) -> li
 
 def hop_rate(settings: Settings, passwords: dict, tmp: Path, n: int, journal: bool) -> float:
     preload_hub(settings, passwords, n)
-    env = dict(os.environ, HUB_VHOST=settings.vhost, HUB_STORE_URL=settings.store_url, HUB_DATA_DIR=str(tmp),
+    env = dict(os.environ, HUB_VHOST=settings.vhost, HUB_USER_PREFIX=settings.user_prefix, HUB_STORE_URL=settings.store_url, HUB_DATA_DIR=str(tmp),
                HUB_LOG_LEVEL="WARNING")
     proc = subprocess.Popen([sys.executable, "-c", CHILD, "journal" if journal else "none", str(ROOT)], cwd=ROOT,
                             env=env)
@@ -180,7 +181,7 @@ def main() -> None:
     tmp = Path(f"/tmp/{vhost}")
     tmp.mkdir(parents=True)
     os.environ.setdefault("HUB_CONSOLE_SECRET", uuid.uuid4().hex)
-    settings = Settings(vhost=vhost, store_url=f"sqlite:///{tmp}/search.sqlite3", data_dir=tmp,
+    settings = Settings(vhost=vhost, user_prefix=f"{vhost}.", store_url=f"sqlite:///{tmp}/search.sqlite3", data_dir=tmp,
                         config_dir=ROOT / "config", routes_dir=ROOT / "routes")
     admin = BrokerAdmin.from_settings(settings)
     admin.create_vhost(vhost)
@@ -209,6 +210,7 @@ def main() -> None:
               f"ratio={rates[True] / rates[False]:.2f} n={n}")
     finally:
         admin.delete_vhost(vhost)
+        drop_prefixed_users(admin, settings)
 
 
 if __name__ == "__main__":

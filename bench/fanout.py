@@ -41,6 +41,7 @@ from hub.configuration import ADAPTER_NAMES, load_config  # noqa: E402
 from hub.settings import Settings  # noqa: E402
 from hub.store import knowledge as ks  # noqa: E402
 from hub.store import open_store  # noqa: E402
+from hub.topology import drop_prefixed_users  # noqa: E402
 from protocols.knowledge import wire  # noqa: E402
 from protocols.knowledge.models import (  # noqa: E402
     Action,
@@ -172,7 +173,7 @@ def main() -> None:
     vhost = f"bench-fanout-{uuid.uuid4().hex[:6]}"
     tmp = Path(f"/tmp/{vhost}")
     tmp.mkdir(parents=True)
-    settings = Settings(vhost=vhost, store_url=f"sqlite:///{tmp}/hub.sqlite3", data_dir=tmp,
+    settings = Settings(vhost=vhost, user_prefix=f"{vhost}.", store_url=f"sqlite:///{tmp}/hub.sqlite3", data_dir=tmp,
                         config_dir=ROOT / "config", routes_dir=ROOT / "routes")
     admin = BrokerAdmin.from_settings(settings)
     admin.create_vhost(vhost)
@@ -207,6 +208,7 @@ def main() -> None:
             hub_proc.terminate()
             hub_proc.wait(30)
         admin.delete_vhost(vhost)
+        drop_prefixed_users(admin, settings)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -34,6 +34,7 @@ from hub import topology as topo  # noqa: E402
 from hub.broker_admin import BrokerAdmin  # noqa: E402
 from hub.configuration import ADAPTER_NAMES, load_config  # noqa: E402
 from hub.settings import Settings  # noqa: E402
+from hub.topology import drop_prefixed_users as drop_bench_users  # noqa: E402
 
 QQ = {"x-queue-type": "quorum"}
 
@@ -118,18 +119,18 @@ def raw_relay(url: str, n: int, body: bytes, prefetch: int) -> float:
 
 # ---------------------------------------------------------------- hub hop
 def start_hub(settings: Settings, tmp: Path) -> subprocess.Popen:
-    env = dict(os.environ, HUB_VHOST=settings.vhost, HUB_STORE_URL=settings.store_url,
+    env = dict(os.environ, HUB_VHOST=settings.vhost, HUB_USER_PREFIX=settings.user_prefix, HUB_STORE_URL=settings.store_url,
                HUB_DATA_DIR=str(tmp), HUB_LOG_LEVEL="WARNING")
     return subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "--no-watch"], cwd=ROOT, env=env)
 
 
 def preload_hub(settings: Settings, passwords: dict, n: int) -> None:
-    url = settings.amqp_url_for_vhost("node-44", passwords["node-44"])
+    url = settings.amqp_url_for_vhost(settings.broker_user("node-44"), passwords[settings.broker_user("node-44")])
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
     for i in range(n):
         ch.basic_publish("hub.ingress", "notice.text", sample_body(i), pika.BasicProperties(
-            message_id=f"b-{i}", type="notice.text", user_id="node-44", content_type="application/xml",
+            message_id=f"b-{i}", type="notice.text", user_id=settings.broker_user("node-44"), content_type="application/xml",
             content_encoding="gbk", delivery_mode=2))
         if i and i % 5000 == 0:
             progress(f"preloaded {i}/{n}")
@@ -147,7 +148,7 @@ def latency(settings: Settings, passwords: dict, rate: int, seconds: float) -> l
     done = threading.Event()
 
     def consume():
-        url = settings.amqp_url_for_vhost("node-11", passwords["node-11"])
+        url = settings.amqp_url_for_vhost(settings.broker_user("node-11"), passwords[settings.broker_user("node-11")])
         conn = pika.BlockingConnection(pika.URLParameters(url))
         ch = conn.channel()
         ch.basic_qos(prefetch_count=500)
@@ -164,7 +165,7 @@ def latency(settings: Settings, passwords: dict, rate: int, seconds: float) -> l
 
     th = threading.Thread(target=consume, daemon=True)
     th.start()
-    url = settings.amqp_url_for_vhost("node-44", passwords["node-44"])
+    url = settings.amqp_url_for_vhost(settings.broker_user("node-44"), passwords[settings.broker_user("node-44")])
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
     start = time.perf_counter()
@@ -174,7 +175,7 @@ def latency(settings: Settings, passwords: dict, rate: int, seconds: float) -> l
         if delay > 0:
             time.sleep(delay)
         ch.basic_publish("hub.ingress", "notice.text", sample_body(i), pika.BasicProperties(
-            message_id=f"lat-{i}", type="notice.text", user_id="node-44", content_type="application/xml",
+            message_id=f"lat-{i}", type="notice.text", user_id=settings.broker_user("node-44"), content_type="application/xml",
             content_encoding="gbk", delivery_mode=2, headers={"x-sent-ns": time.time_ns()}))
     conn.close()
     done.wait(60)
@@ -192,7 +193,7 @@ def main() -> None:
     vhost = f"bench-hop-{uuid.uuid4().hex[:6]}"
     tmp = Path(f"/tmp/{vhost}")
     tmp.mkdir(parents=True)
-    settings = Settings(vhost=vhost, store_url=f"sqlite:///{tmp}/hub.sqlite3", data_dir=tmp,
+    settings = Settings(vhost=vhost, user_prefix=f"{vhost}.", store_url=f"sqlite:///{tmp}/hub.sqlite3", data_dir=tmp,
                         config_dir=ROOT / "config", routes_dir=ROOT / "routes")
     admin = BrokerAdmin.from_settings(settings)
     admin.create_vhost(vhost)
@@ -231,6 +232,7 @@ def main() -> None:
             hub_proc.terminate()
             hub_proc.wait(20)
         admin.delete_vhost(vhost)
+        drop_bench_users(admin, settings)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ from hub.broker_admin import BrokerAdmin  # noqa: E402
 from hub.configuration import ADAPTER_NAMES, load_config  # noqa: E402
 from hub.settings import Settings  # noqa: E402
 from hub.sites import build_site_link  # noqa: E402
+from hub.topology import drop_prefixed_users  # noqa: E402
 
-PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://cshub:cshub@127.0.0.1:5432/cshub_test")  # scripts/bootstrap makes it
 
 
 def progress(msg: str) -> None:
@@ -67,9 +68,10 @@ def workers_round(settings: Settings, passwords: dict, k: int, n: int, tmp: Path
         c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     store_url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
         hide_password=False)
-    publish(settings.amqp_url_for_vhost("node-44", passwords["node-44"]), "node-44", n, f"w{k}",
+    user = settings.broker_user("node-44")
+    publish(settings.amqp_url_for_vhost(user, passwords[user]), user, n, f"w{k}",
             ("hub.in", "hub.in"))
-    env = dict(os.environ, HUB_VHOST=settings.vhost, HUB_STORE_URL=store_url, HUB_DATA_DIR=str(tmp),
+    env = dict(os.environ, HUB_VHOST=settings.vhost, HUB_USER_PREFIX=settings.user_prefix, HUB_STORE_URL=store_url, HUB_DATA_DIR=str(tmp),
                HUB_LOG_LEVEL="WARNING")
     procs = [subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "--no-watch", "--worker-id", f"bench-{i}"],
                               cwd=ROOT, env=env) for i in range(k)]
@@ -93,12 +95,13 @@ def link_round(settings: Settings, directory, passwords: dict, n: int) -> float:
     try:
         node.start()
         defs = build_site_link(settings, directory, "44", hq_url="amqp://127.0.0.1:5672", local_url=node.url,
-                               node_password=passwords["node-44"], link_password=uuid.uuid4().hex,
+                               node_password=passwords[settings.broker_user("node-44")], link_password=uuid.uuid4().hex,
                                reconnect_delay_s=1)
         shovels = defs.pop("parameters")
         node.import_definitions(json.dumps(defs))               # queues first, the link later
         node.ctl("set_permissions", "-p", settings.vhost, "guest", ".*", ".*", ".*")
-        publish(f"amqp://node-44:{passwords['node-44']}@127.0.0.1:{node.port}/{settings.vhost}", "node-44", n,
+        user = settings.broker_user("node-44")
+        publish(f"amqp://{user}:{passwords[user]}@127.0.0.1:{node.port}/{settings.vhost}", user, n,
                 "link")
         guest = pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{node.port}/{settings.vhost}")
         conn = pika.BlockingConnection(guest)
@@ -120,7 +123,7 @@ def main() -> None:
     vhost = f"bench-scale-{uuid.uuid4().hex[:6]}"
     tmp = Path(f"/tmp/{vhost}")
     tmp.mkdir(parents=True)
-    settings = Settings(vhost=vhost, data_dir=tmp, config_dir=ROOT / "config", routes_dir=ROOT / "routes")
+    settings = Settings(vhost=vhost, user_prefix=f"{vhost}.", data_dir=tmp, config_dir=ROOT / "config", routes_dir=ROOT / "routes")
     admin = BrokerAdmin.from_settings(settings)
     admin.create_vhost(vhost)
     admin.set_permissions("guest", vhost, ".*", ".*", ".*")
@@ -147,10 +150,7 @@ def main() -> None:
     finally:
         pg.dispose()
         admin.delete_vhost(vhost)
-        for u in topo.build_topology(settings, load_config(settings.config_dir, settings.routes_dir).directory,
-                                     list(ADAPTER_NAMES)).user_names:
-            if not admin.user_permissions(u):
-                admin.delete_user(u)
+        drop_prefixed_users(admin, settings)
 
 
 if __name__ == "__main__":

@@ -228,6 +228,22 @@ def export_definitions(topology: Topology, passwords: dict[str, str]) -> dict[st
 # -- passwords -------------------------------------------------------------------------------------
 
 
+def drop_prefixed_users(admin, settings: Settings) -> int:
+    """Delete the broker users of a throw-away network (a benchmark's or a demo's own prefix).
+
+    Users are broker-wide: a run that applied its topology with the default (empty) prefix
+    would have reset the passwords of the real network's users. Refuses an empty prefix.
+    """
+    if not settings.user_prefix:
+        raise ValueError("refusing to delete users without a user_prefix: they may be a real network's")
+    gone = 0
+    for u in admin.list_users():
+        if u["name"].startswith(settings.user_prefix):
+            admin.delete_user(u["name"])
+            gone += 1
+    return gone
+
+
 def password_env_var(user: str) -> str:
     """HUB_PASSWORD_<USER>: upper case, every character that is not a letter or digit becomes '_'."""
     return "HUB_PASSWORD_" + re.sub(r"[^A-Z0-9]", "_", user.upper())

@@ -322,3 +322,19 @@ def test_management_errors_are_sentences(settings):
     with BrokerAdmin("http://127.0.0.1:9", "guest", "guest", timeout=2) as admin:
         with pytest.raises(TransientFailure, match=r"Cannot reach .*127\.0\.0\.1:9"):
             admin.overview()
+
+
+def test_drop_prefixed_users_only_touches_its_own_prefix(settings, broker_admin):
+    from hub.topology import drop_prefixed_users
+
+    mine, other = settings.broker_user("bench-x"), "other-network-user-kept"
+    broker_admin.put_user(mine, "pw")
+    broker_admin.put_user(other, "pw")
+    try:
+        assert drop_prefixed_users(broker_admin, settings) >= 1
+        names = {u["name"] for u in broker_admin.list_users()}
+        assert mine not in names and other in names
+        with pytest.raises(ValueError, match="user_prefix"):
+            drop_prefixed_users(broker_admin, settings.model_copy(update={"user_prefix": ""}))
+    finally:
+        broker_admin.delete_user(other)
