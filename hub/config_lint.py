@@ -42,6 +42,7 @@ class LintReport:
     problems: list[Problem] = field(default_factory=list)
     config: HubConfig | None = None
     unusable: str | None = None     # why nothing could be checked
+    adapter_files: list[str] = field(default_factory=list)  # adapter configuration files checked
 
     @property
     def exit_code(self) -> int:
@@ -60,7 +61,8 @@ class LintReport:
         else:
             cfg = self.config
             lines.append(f"ok: {len(cfg.directory.nodes)} nodes, {len(cfg.catalogue.types)} message types, "
-                         f"{len(cfg.routes)} routes (config version {cfg.version})")
+                         f"{len(cfg.routes)} routes (config version {cfg.version})"
+                         + (f"; adapters: {', '.join(self.adapter_files)}" if self.adapter_files else ""))
         return "\n".join(lines)
 
     def json(self) -> str:
@@ -75,6 +77,45 @@ def _problem(exc: ConfigError, severity: str) -> Problem:
 
 def _flatten(exc: ConfigError) -> list[ConfigError]:
     return list(exc.errors) if isinstance(exc, ConfigErrorGroup) else [exc]
+
+
+#: The adapters' configuration files and the loader that validates each. hub may not import
+#: adapters (the layer contract, protocols -> mappings -> hub -> adapters), so the loaders are
+#: named here and resolved at lint time, as `hub smpp|sftp|...` resolve their commands.
+ADAPTER_CONFIGS: tuple[tuple[str, str, str, bool], ...] = (
+    # file in config_dir, module, loader, whether the loader takes the node directory
+    ("smpp.yaml", "adapters.smpp.config", "load_smpp_config", False),
+    ("sftp.yaml", "adapters.sftp.config", "load", True),
+    ("soap.yaml", "adapters.soap.config", "load", True),
+    ("wap.yaml", "adapters.wap.config", "load_wap_config", False),
+    ("nms.yaml", "adapters.nms.config", "load_nms_config", False),
+)
+
+
+def lint_adapter_configs(settings: Settings, cfg: HubConfig) -> tuple[list[Problem], list[str]]:
+    """Validate every adapter file present in config_dir; (problems, files checked)."""
+    import importlib
+
+    problems: list[Problem] = []
+    checked: list[str] = []
+    for name, module, loader, takes_directory in ADAPTER_CONFIGS:
+        path = Path(settings.config_dir) / name
+        if not path.exists():
+            continue
+        try:
+            load = getattr(importlib.import_module(module), loader)
+        except ImportError as exc:
+            problems.append(Problem(str(path), None, None, "warning",
+                                    f"cannot check it: the adapter's code does not load ({exc})"))
+            continue
+        try:
+            load(path, cfg.directory) if takes_directory else load(path)
+        except ConfigError as exc:
+            problems += [_problem(e, "error") for e in _flatten(exc)]
+            for p in problems:
+                p.file = p.file or str(path)
+        checked.append(name)
+    return problems, checked
 
 
 def lint(settings: Settings) -> LintReport:
@@ -99,4 +140,6 @@ def lint(settings: Settings) -> LintReport:
             load_fixtures(path, cfg)
         except ConfigError as exc:
             report.problems += [_problem(e, "error") for e in _flatten(exc)]
+    adapter_problems, report.adapter_files = lint_adapter_configs(settings, cfg)
+    report.problems += adapter_problems
     return report

@@ -244,3 +244,16 @@ def test_cli_exit_codes_and_json(tmp_path, capsys):
     broken.write_text("hop: {prefetch: 0}\n")
     assert main(["--settings", str(broken), "config", "lint"]) == 2
     assert "prefetch" in capsys.readouterr().err
+
+
+def test_adapter_files_are_checked_with_their_line(tmp_path):
+    got = problems(tmp_path, {"routes/r.yaml": ROUTE}, {
+        "config/sftp.yaml": ("chunk_bytes: 261120", "chunk_bytes: 999999999"),
+        "config/smpp.yaml": ("version: 1", "version: 1\nbogus_key: 1"),
+    })
+    assert any(g.startswith("config/sftp.yaml:") and "chunk_bytes" in g and "261120" in g for g in got), got
+    assert any(g.startswith("config/smpp.yaml:") and "unknown key 'bogus_key'" in g for g in got), got
+    shipped = lint(load_settings(REPO / "config" / "hub.yaml", config_dir=REPO / "config",
+                                 routes_dir=REPO / "routes"))
+    assert shipped.adapter_files == ["smpp.yaml", "sftp.yaml", "soap.yaml", "wap.yaml", "nms.yaml"]
+    assert "adapters: smpp.yaml, sftp.yaml" in shipped.text()
