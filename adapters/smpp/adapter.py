@@ -22,6 +22,7 @@ from adapters.smpp.config import SmppConfig
 from adapters.smpp.engine import QUEUE, Engine
 from adapters.smpp.ledger import Ledger
 from hub.adapter_bus import Bus
+from hub.hop_journal import HopJournal
 from hub.nodes import Directory, NodesFile
 from hub.settings import Settings
 from hub.store import Store, open_store
@@ -59,11 +60,12 @@ class SmppAdapter:
         self._own_store = store is None
         self.store = store or open_store(settings.store_url)
         self.ledger = Ledger(self.store)
+        self.hop_journal = HopJournal(self.store, name="smpp")
         self.bus = Bus(settings, queue=QUEUE, prefetch=config.prefetch,
                        on_delivery=lambda msg, tag: self.engine.deliver(msg, tag),
                        on_confirmed=lambda keys: self.engine.confirmed(keys))
         self.engine = Engine(config, self.ledger, self.directory, self.bus, passwords=passwords,
-                             retry_tiers=[t.name for t in settings.retry_tiers])
+                             retry_tiers=[t.name for t in settings.retry_tiers], hop_journal=self.hop_journal)
         self.health_path = Path(settings.data_dir) / HEALTH_FILE
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -122,5 +124,6 @@ class SmppAdapter:
             t.join(timeout)
         self._stop.set()
         self.health_path.unlink(missing_ok=True)
+        self.hop_journal.close(5.0)
         if self._own_store:
             self.store.close()

@@ -43,7 +43,9 @@ from adapters.smpp.link import Link, LinkError, LinkState, Opened, SubmitSmResp
 from hub import envelope as ev
 from hub import failures
 from hub.envelope import Incoming, Outgoing, Props
+from hub.hop_journal import HopJournal
 from hub.nodes import Directory
+from hub.store import Hop
 from mappings.sms import mo as mo_routing
 from mappings.sms.sending import SURVEY, purpose_of, text_of
 from protocols import xmlwire
@@ -134,8 +136,11 @@ class Engine:
     def __init__(self, config: SmppConfig, ledger: Ledger, directory: Directory, bus: BusPort, *,
                  passwords: dict[str, object], retry_tiers: list[str],
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], datetime] | None = None) -> None:
+                 wall: Callable[[], datetime] | None = None, hop_journal: HopJournal | None = None) -> None:
         self.config = config
+        # The sms.send's journey in the hub journal (`hub trace ID`): handed over after each commit.
+        self.hop_journal = hop_journal
+        self._hops: list[tuple[str, Hop]] = []
         self.ledger = ledger
         self.directory = directory
         self.bus = bus
@@ -655,10 +660,21 @@ class Engine:
         job.closed = True
         self.stats["accepted_messages"] += 1
         self._acks.extend(job.tags)
+        self._hop_submitted(job)
         if job.purpose == SURVEY:
             self.changes.surveys.append({"destination": job.destination, "node": job.node,
                                          "message_id": job.business_ref, "reference": job.reference,
                                          "sent_at": self.wall()})
+
+    def _hop(self, business_ref: str, smsc: str | None, status: str, detail: str) -> None:
+        """A step of the sms.send's journey, appended to the hub journal after this round's commit."""
+        if self.hop_journal is not None:
+            self._hops.append((business_ref, Hop(f"smsc.{smsc or '-'}", status, self.wall(), detail[:500])))
+
+    def _hop_submitted(self, job: Job) -> None:
+        ids = ", ".join(job.accepted[i] for i in sorted(job.accepted))
+        self._hop(job.business_ref, job.smsc, "submitted",
+                  f"SMSC {job.smsc} accepted {len(job.accepted)}/{job.total} part(s): {ids}")
 
     def _maybe_finish_failed(self, job: Job) -> None:
         """A job that failed: once nothing of it is in flight, retry it or dead-letter it."""
@@ -667,12 +683,15 @@ class Engine:
         self.jobs.pop(job.business_ref, None)
         if job.failure is None:       # closed without an error: everything was accepted
             self._acks.extend(job.tags)
+            self._hop_submitted(job)
             return
         outcome, exc = job.failure
         attempt = job.attempt
         if outcome is Outcome.RETRYABLE and attempt < self.config.max_attempts:
             tier = failures.tier_for(attempt, self.tiers)
             self.stats["retried"] += 1
+            self._hop(job.business_ref, job.smsc, "retrying",
+                      f"attempt {attempt}, next in {tier}: {exc.reason}: {exc.detail}")
             log.warning("sms.send %s: %s; retry %d in tier %s", job.business_ref, exc.detail, attempt + 1, tier,
                         extra={"message_id": job.business_ref, "reason_code": str(exc.reason)})
             self._publish_after_commit([(None, failures.retry(job.incoming, attempt, tier, exc, back_to=QUEUE))],
@@ -682,6 +701,7 @@ class Engine:
             exc = HubError(f"Gave up after {attempt} attempts; last error: {exc.detail}",
                            reason=ReasonCode.RETRY_EXHAUSTED, value=exc.value)
         self.stats["dead_lettered"] += 1
+        self._hop(job.business_ref, job.smsc, "dead_lettered", f"attempt {attempt}: {exc.reason}: {exc.detail}")
         log.error("sms.send %s is undeliverable: %s", job.business_ref, exc.detail,
                   extra={"message_id": job.business_ref, "reason_code": str(exc.reason)})
         dead = failures.dead_letter(job.incoming, exc, self.wall(), message_id=job.business_ref, attempts=attempt,
@@ -769,6 +789,9 @@ class Engine:
             total_parts=event.total_parts, parts_delivered=event.parts_delivered, smsc_state=event.state.name,
             smsc_error=event.error, smsc_message_ids=event.message_ids, reference=info.reference, smsc=smsc)
         self._publish.append(self._final_status(status, info.node, True))
+        self._hop(event.business_ref, smsc, str(event.status),
+                  f"stat:{event.state.name} err:{event.error or '-'}, {event.parts_delivered}/{event.total_parts} "
+                  f"parts delivered, SMSC ids {','.join(event.message_ids)}")
         self._forget.append((self.clock() + self.config.keep_final_s, smsc, event.business_ref))
 
     def _final_status(self, status: wire.SmsStatusMessage, node_code: str, recorded: bool) -> tuple[str, Outgoing]:
@@ -859,7 +882,7 @@ class Engine:
         self._groups.append((items, tags))
 
     def _commit(self) -> None:
-        if not (self.changes or self._after_commit or self._acks or self._publish or self._groups):
+        if not (self.changes or self._after_commit or self._acks or self._publish or self._groups or self._hops):
             return
         changes, self.changes = self.changes, Changes()
         self.stats["commits"] += 1
@@ -873,6 +896,13 @@ class Engine:
                 time.sleep(1.0)
                 if self._stopping:
                     return
+        if self._hops:
+            # Durable in the ledger now; the journal's copy is written by its own thread (never blocks here).
+            hops, self._hops = self._hops, []
+            # A receipt that came before its submit_sm_resp is matched before the job finishes: the
+            # journey still reads submitted -> receipt (stable sort, one round).
+            hops.sort(key=lambda item: item[1].status != "submitted")
+            self.hop_journal.add(hops)
         actions, self._after_commit = self._after_commit, []
         for action in actions:
             action()

@@ -5,7 +5,10 @@ own WSDL is never fetched), with connect and operation timeouts (zeep has none b
 Session.trust_env off (no proxy or netrc surprises, and ~0.8 ms a call), TLS verification
 and an optional WS-Security UsernameToken; the translation of zeep and requests exceptions
 into the hub's reason codes (`translate`, the one place); and one consumer thread per CRM
-node that acks a message only after the CRM answered.
+node that acks a message only after the CRM answered. Each call's outcome (crm_accepted,
+crm_duplicate, crm_refused, crm_fault, crm_timeout, crm_unreachable, with the fault text) is
+also a hop of the message's journey in the hub journal (`hub trace ID`), written by
+hub/hop_journal.py off this thread: a journal failure never holds or fails a delivery.
 
 Ack and its consequence are one broker transaction (tx.select, as the hop does): the retry
 copy in hub.retry (faults, timeouts, an unreachable CRM) or the dead letter in hub.dlq (a
@@ -38,8 +41,9 @@ from adapters.soap.config import SoapFile
 from hub import envelope as ev
 from hub import failures
 from hub.envelope import Incoming, Outgoing
+from hub.hop_journal import HopJournal
 from hub.settings import Settings
-from hub.store import Store
+from hub.store import Hop, Store
 from hub.worker import to_pika, to_props
 from protocols.errors import HubError, ReasonCode, RejectedMessage, TransientFailure
 from protocols.soap.messages import CRM_NS, DeliverAck, DeliverStatus, deliver_ack, payload_text, wsdl_path
@@ -49,6 +53,14 @@ log = logging.getLogger("adapters.soap.delivery")
 BINDING = f"{{{CRM_NS}}}CrmDeliveryBinding"
 STAGE = "adapter.soap"
 _MAX_DETAIL = 2000
+
+#: The journal's name for what one CRM call ended in (`hub trace ID` shows it as a hop), by reason code.
+CALL_STATUS = {
+    ReasonCode.PARTNER_REFUSED: "crm_refused",
+    ReasonCode.PARTNER_FAULT: "crm_fault",
+    ReasonCode.PARTNER_TIMEOUT: "crm_timeout",
+    ReasonCode.PARTNER_UNAVAILABLE: "crm_unreachable",
+}
 
 
 def translate(exc: Exception, node: str) -> HubError:
@@ -122,8 +134,10 @@ class NodeDelivery:
     """Consumes one node's queue and delivers each message to its CRM; `run` blocks until `stop`."""
 
     def __init__(self, node: str, cfg: SoapFile, settings: Settings, store: Store | None, *,
-                 client: CrmClient | None = None, clock: Callable[[], datetime] | None = None) -> None:
+                 client: CrmClient | None = None, clock: Callable[[], datetime] | None = None,
+                 hop_journal: HopJournal | None = None) -> None:
         self.node = node
+        self.hop_journal = hop_journal
         self.queue = f"node.{node}"
         self.cfg = cfg
         self.client = client or CrmClient(node, cfg)
@@ -188,6 +202,7 @@ class NodeDelivery:
         ch.basic_ack(method.delivery_tag)
         ch.tx_commit()
         self._record(msg, outcome, exc, elapsed)
+        self._hop(msg, outcome, exc, elapsed)
         return outcome
 
     def attempt(self, msg: Incoming) -> tuple[str, list[Outgoing], HubError | None, float]:
@@ -243,6 +258,22 @@ class NodeDelivery:
     def _mid(self, msg: Incoming) -> str:
         return msg.props.message_id or "no-id-" + hashlib.sha1(msg.body).hexdigest()[:20]
 
+    def _hop(self, msg: Incoming, outcome: str, exc: HubError | None, elapsed: float) -> None:
+        """The CRM call as a step of the message's journey in the hub journal (written off this thread)."""
+        if self.hop_journal is None:
+            return
+        if exc is None:
+            status = "crm_duplicate" if outcome == "duplicate" else "crm_accepted"
+        else:
+            # A last attempt is re-labelled RETRY_EXHAUSTED by _failed, with the call's own reason as value.
+            reason = exc.value if exc.reason == ReasonCode.RETRY_EXHAUSTED else exc.reason
+            status = CALL_STATUS.get(reason, "crm_error")
+        attempt = int((msg.props.headers or {}).get(ev.H_ATTEMPT, 1))
+        detail = f"attempt {attempt}, {int(elapsed * 1000)} ms, message {outcome}"
+        if exc is not None:
+            detail += f": {exc.reason}: {exc.detail}"
+        self.hop_journal.add([(self._mid(msg), Hop(f"crm.{self.node}", status, self.clock(), detail[:_MAX_DETAIL]))])
+
     def _record(self, msg: Incoming, outcome: str, exc: HubError | None, elapsed: float) -> None:
         if self.store is None:
             return
@@ -266,7 +297,9 @@ class DeliveryService:
                  nodes: list[str] | None = None) -> None:
         if store is not None:
             records.ensure_tables(store)
-        self.workers = [NodeDelivery(code, cfg, settings, store) for code in (nodes or cfg.crm_nodes)]
+        self.hop_journal = HopJournal(store, name="soap") if store is not None else None
+        self.workers = [NodeDelivery(code, cfg, settings, store, hop_journal=self.hop_journal)
+                        for code in (nodes or cfg.crm_nodes)]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -286,6 +319,8 @@ class DeliveryService:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        if self.hop_journal is not None:
+            self.hop_journal.close(min(5.0, max(0.5, deadline - time.monotonic())))
 
     def health(self) -> dict:
         return {w.node: {**w.health, **w.stats} for w in self.workers}

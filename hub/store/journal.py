@@ -18,7 +18,7 @@ from functools import cache
 from itertools import islice, repeat
 from typing import Any
 
-from sqlalchemy import Connection, case, func, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.store.schema import business_keys, journal, journal_hops
@@ -366,14 +366,17 @@ def append_hops(conn: Connection, hops: Sequence[tuple[str, Hop]]) -> set[str]:
     added: dict[str, int] = {}
     for mid, _ in hops:
         added[mid] = added.get(mid, 0) + 1
-    next_seq: dict[str, int] = {}
-    for mid in sorted(added):  # one order for every writer: no deadlock between two
-        row = conn.execute(
-            update(journal).where(journal.c.message_id == mid)
-            .values(hop_count=journal.c.hop_count + added[mid]).returning(journal.c.hop_count)
-        ).first()
-        if row is not None:
-            next_seq[mid] = row[0] - added[mid] + 1
+    current: dict[str, int] = {}
+    for chunk in _chunks(sorted(added)):  # one order for every writer: no deadlock between two
+        q = select(journal.c.message_id, journal.c.hop_count).where(journal.c.message_id.in_(chunk))
+        if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE already serialises writers
+            q = q.order_by(journal.c.message_id).with_for_update()
+        current.update((m, c) for m, c in conn.execute(q))
+    if current:
+        conn.execute(update(journal).where(journal.c.message_id == bindparam("mid"))
+                     .values(hop_count=journal.c.hop_count + bindparam("n")),
+                     [{"mid": m, "n": added[m]} for m in sorted(current)])
+    next_seq = {m: c + 1 for m, c in current.items()}
     rows = []
     for mid, h in hops:
         if mid in next_seq:

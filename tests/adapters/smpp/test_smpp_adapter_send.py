@@ -38,7 +38,7 @@ def test_through_the_hub_a_survey_and_its_reply_find_the_node_that_sent_it(
 
     _topology, passwords = topology_with_adapters
     smsc = smscs("smsc-a")
-    adapters(smpp_config(smsc))
+    adapter = adapters(smpp_config(smsc))
     hub = HubThread(settings).start()
     node = Node(settings, "44", passwords[settings.broker_user("node-44")])
     try:
@@ -66,6 +66,16 @@ def test_through_the_hub_a_survey_and_its_reply_find_the_node_that_sent_it(
     finally:
         node.close()
         hub.stop()
+    # `hub trace gd-survey-9`: the SMSC's acceptance and the receipt follow the hub's own hop.
+    store = adapter.store
+
+    def smsc_hops():
+        return [h for h in store.get("gd-survey-9").hops if h.destination == "smsc.smsc-a"] or None
+    wait_until(lambda: len(smsc_hops() or []) == 2, 10, 0.05, "the SMSC's steps are in the journal")
+    submitted, delivered = smsc_hops()
+    assert submitted.status == "submitted" and "SMSC smsc-a accepted 2/2 part(s)" in submitted.detail
+    assert delivered.status == "delivered" and "stat:DELIVERED" in delivered.detail
+    assert store.get("gd-survey-9").hops[0].destination != "smsc.smsc-a"
 
 
 def test_mo_routed_by_configuration_and_long_mo_reassembled(smscs, adapters, bus):

@@ -93,6 +93,16 @@ def test_crm_receives_through_the_running_hub_and_recovers_from_faults_and_timeo
     rows = [r for m in ids for r in records.of_message(store, m)]
     assert {r.reason_code for r in rows if r.outcome == "retrying"} == {"PARTNER_FAULT", "PARTNER_TIMEOUT"}
     assert sum(r.outcome in ("delivered", "duplicate") for r in rows) == 6
+    # `hub trace ID`: every CRM call is a hop of the message's journey, after the hub's own.
+    def crm_hops():
+        got = {m: [h for h in store.get(m).hops if h.destination == "crm.44"] for m in ids}
+        return got if sum(len(h) for h in got.values()) == len(rows) else None
+    wait_until(crm_hops, 10, 0.05, "every CRM call is in the journal")
+    hops = crm_hops()
+    assert all(h[-1].status in ("crm_accepted", "crm_duplicate") for h in hops.values())
+    assert {h.status for m in ids for h in hops[m][:-1]} == {"crm_fault", "crm_timeout"}
+    assert any("CRM database unavailable (test)" in (h.detail or "") for m in ids for h in hops[m])
+    assert store.get(ids[0]).hops[0].destination != "crm.44", "the hub's hop comes first"
 
 
 def test_refusals_and_exhausted_retries_are_dead_lettered_with_the_fault_text(settings, soap_topology, delivery,
