@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hub.flows.knowledge_settings import KnowledgeSettings
 from hub.flows.order_settings import OrderSettings
 from hub.message_types import TypesFile
 from hub.nodes import NodesFile
@@ -25,6 +26,7 @@ MODELS = {
     "hub.schema.json": Settings,
     "fixtures.schema.json": FixturesFile,
     "orders.schema.json": OrderSettings,
+    "knowledge.schema.json": KnowledgeSettings,
 }
 
 

@@ -5,6 +5,11 @@ replies and acceptances against the announcement's state with the protocol's sta
 (protocols.announcements.transaction), write-ahead and idempotent by message id like the
 knowledge flow; an illegal step is refused to its sender (ILLEGAL_TRANSITION,
 UNKNOWN_REFERENCE, SENDER_NOT_PERMITTED) through Pipeline.refuse.
+Reply deadlines (config/knowledge.yaml `reply_alarms`): when a published announcement asks
+for replies, a durable timer per recipient at its ReplyDeadline (回复时限), in the same
+transaction as the publication; a reply cancels the recipient's timer (a reply returned for
+modification before the deadline re-arms it); when a timer fires and the recipient still
+owes its reply, HQ gets a knowledge.alarm (reply_overdue).
 Must not: validate fields (mappings/knowledge.py), choose routes (routes/announcements.yaml)
 or publish.
 """
@@ -17,9 +22,11 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 
 from hub.envelope import Outgoing
+from hub.flows.knowledge import ALARM_ZH, alarm_output
+from hub.flows.knowledge_settings import KnowledgeSettings, load_knowledge_settings
 from hub.pipeline import Outcome, Pipeline, Verdict
 from hub.settings import Settings
-from hub.store import Store
+from hub.store import Store, Timer
 from hub.store import knowledge as ks
 from protocols import xmlwire
 from protocols.announcements import rules, transaction, wire
@@ -32,6 +39,7 @@ from protocols.announcements.models import (
     ReturnForModification,
 )
 from protocols.errors import HubError, ReasonCode, RejectedMessage, TransientFailure
+from protocols.knowledge.models import AlarmKind, KnowledgeAlarm
 
 log = logging.getLogger("hub.flows.announcements")
 
@@ -43,6 +51,11 @@ TYPES: dict[str, type] = {
     "announcement.reply_return": ReplyReturn,
     "announcement.reply_accepted": ReplyAccepted,
 }
+REPLY_TIMER = "reply_due"
+
+
+def reply_timer_key(announcement_id: str, recipient: str) -> str:
+    return f"announcements/reply/{announcement_id}/{recipient}"
 
 
 class AnnouncementFlow:
@@ -51,10 +64,12 @@ class AnnouncementFlow:
     name = "announcements"
     types = frozenset(TYPES)
 
-    def __init__(self, settings: Settings, store: Store, pipeline_ref) -> None:
+    def __init__(self, settings: Settings, store: Store, pipeline_ref, *,
+                 knowledge_settings: KnowledgeSettings | None = None) -> None:
         self.settings = settings
         self.store = store
         self.pipeline_ref = pipeline_ref
+        self.config = knowledge_settings or load_knowledge_settings(settings.config_dir)
 
     def before_publish(self, batch: list[Outcome], now: datetime) -> None:
         work, refusals = [], []
@@ -109,10 +124,49 @@ class AnnouncementFlow:
         event = transaction.event_for(flow, message, recipients=recipients)
         flow.handle(event)
         ks.save_announcement(conn, flow, now, new=new)
+        self._reply_timers(conn, flow, message, now)
         return event.describe(), flow.state.value, aid
+
+    def _reply_timers(self, conn, flow: transaction.AnnouncementFlow, message, now: datetime) -> None:
+        """Arm (publication, a reply returned in time) or cancel (a reply) the recipients' reply timers."""
+        if not self.config.reply_alarms:
+            return
+        aid = flow.announcement_id
+        due = dict(flow.deadlines()).get(REPLY_TIMER)
+        if isinstance(message, AnnouncementPublish):
+            codes = list(flow.replies)
+        elif isinstance(message, ReplyReturn):
+            codes = [message.company_code]
+        else:
+            if isinstance(message, AnnouncementReply):
+                ks.cancel_timers(conn, [reply_timer_key(aid, message.company_code)])
+            return
+        if due is None or (isinstance(message, ReplyReturn) and due <= now):
+            return
+        ks.arm_timers(conn, [(reply_timer_key(aid, c), due, {"flow": self.name, "kind": REPLY_TIMER,
+                                                             "announcement": aid, "recipient": c})
+                             for c in codes], replace=True)
 
     def after_commit(self, batch: list[Outcome], now: datetime) -> None:
         return None
 
-    def on_timer(self, timer, now: datetime) -> list[Outgoing]:
-        return []
+    def on_timer(self, timer: Timer, now: datetime) -> list[Outgoing]:
+        p = timer.payload or {}
+        aid, code = str(p.get("announcement", "")), str(p.get("recipient", ""))
+        if p.get("kind") != REPLY_TIMER:
+            log.error("announcement timer of an unknown kind", extra={"timer": timer.key, "kind": p.get("kind")})
+            return []
+        with self.store.transaction(write=True) as conn:
+            flow = ks.load_announcement(conn, aid)
+            if flow is None or code not in flow.overdue_replies(max(now, timer.due_at)):
+                log.info("announcement reply timer: nothing missing", extra={"timer": timer.key})
+                return []
+            alarm = KnowledgeAlarm(kind=AlarmKind.reply_overdue, subject_id=aid, company_code=code,
+                                   deadline=flow.announcement.reply_deadline or timer.due_at, raised_at=now)
+            mid = f"alarm.{alarm.kind.value}.{aid}.0.{code}"
+            if not ks.applied_message_ids(conn, [mid]):
+                ks.record_steps(conn, [{"message_id": mid, "subject": f"announcement/{aid}",
+                                        "event": f"ReplyOverdue({code})", "state": "ALARMED", "recorded_at": now}])
+        log.warning("announcement reply overdue", extra={"message_id": mid, "announcement": aid, "recipient": code})
+        text = f"公告回复告警:{code} 未在回复时限内回复公告 {aid}({ALARM_ZH[alarm.kind]})"
+        return alarm_output(alarm, self.pipeline_ref().cfg.directory, now, text_zh=text)

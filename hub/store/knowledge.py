@@ -22,15 +22,19 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
+from hub.store import timers as timer_store
 from hub.store.schema import (
     announcement_replies,
     announcements,
     knowledge_feedback,
     knowledge_items,
     knowledge_receipts,
+    knowledge_structure,
+    knowledge_structure_sync,
     knowledge_sync,
     sharing_steps,
 )
+from hub.store.schema import timers as timer_table
 from protocols.announcements.models import Announcement
 from protocols.announcements.transaction import AnnouncementFlow, ReplyFlow, ReplyState
 from protocols.announcements.transaction import State as AnnouncementState
@@ -38,7 +42,7 @@ from protocols.knowledge.fanout import FanOut, RecipientRecord, RecipientStatus
 from protocols.knowledge.feedback import FeedbackThread
 from protocols.knowledge.feedback import State as FeedbackState
 from protocols.knowledge.lifecycle import ItemLifecycle, Pending, State
-from protocols.knowledge.models import Action, Disposition, KnowledgeItem, Tombstone
+from protocols.knowledge.models import Action, CategoryTree, Disposition, KnowledgeItem, Tombstone
 from protocols.knowledge.versions import Catalog, ItemVersions
 
 CHUNK = 500
@@ -200,6 +204,83 @@ def catalog_for(conn: Connection, recipient: str) -> Catalog:
         elif r.item_json:  # published (an update or revocation may be under review: recipients keep it)
             items[r.item_id] = KnowledgeItem.model_validate(r.item_json)
     return Catalog(items, tombstones)
+
+
+# ----------------------------------------------------------------------------- the knowledge structure
+
+
+@dataclass(frozen=True)
+class TreeVersions:
+    """The structure versions of one recipient: delivered, confirmed, and its MountPoint (挂载点)."""
+
+    delivered: int = 0
+    confirmed: int = 0
+    mount_point: str | None = None
+
+
+def load_tree(conn: Connection) -> CategoryTree | None:
+    """HQ's latest knowledge structure (without a MountPoint), or None before the first one."""
+    r = conn.execute(select(knowledge_structure).where(knowledge_structure.c.id == "hq")).first()
+    return CategoryTree.model_validate(r.tree_json) if r else None
+
+
+def save_tree(conn: Connection, tree: CategoryTree, now: datetime) -> None:
+    values = {"version": tree.version, "tree_json": tree.model_dump(mode="json", by_alias=True), "updated_at": now}
+    if conn.execute(update(knowledge_structure).where(knowledge_structure.c.id == "hq").values(**values)).rowcount:
+        return
+    conn.execute(insert(knowledge_structure).values(id="hq", **values))
+
+
+def load_tree_versions(conn: Connection, recipients: Iterable[str]) -> dict[str, TreeVersions]:
+    codes = list(dict.fromkeys(recipients))
+    found: dict[str, TreeVersions] = {}
+    c = knowledge_structure_sync.c
+    for part in _chunks(codes):
+        for r in conn.execute(select(knowledge_structure_sync).where(c.recipient.in_(part))):
+            found[r.recipient] = TreeVersions(r.delivered, r.confirmed, r.mount_point)
+    return found
+
+
+def write_tree_versions(conn: Connection, changes: Mapping[str, TreeVersions], *, now: datetime) -> None:
+    """Write recipients' structure versions, never lowering one; a None MountPoint keeps the stored one."""
+    current = load_tree_versions(conn, changes)
+    c = knowledge_structure_sync.c
+    for code, v in changes.items():
+        old = current.get(code)
+        if old is None:
+            conn.execute(insert(knowledge_structure_sync).values(
+                recipient=code, delivered=v.delivered, confirmed=v.confirmed, mount_point=v.mount_point,
+                delivered_at=now if v.delivered else None, confirmed_at=now if v.confirmed else None))
+            continue
+        merged = TreeVersions(max(old.delivered, v.delivered), max(old.confirmed, v.confirmed),
+                              v.mount_point or old.mount_point)
+        if merged == old:
+            continue
+        values: dict[str, Any] = {"delivered": merged.delivered, "confirmed": merged.confirmed,
+                                  "mount_point": merged.mount_point}
+        if merged.delivered > old.delivered:
+            values["delivered_at"] = now
+        if merged.confirmed > old.confirmed:
+            values["confirmed_at"] = now
+        conn.execute(update(knowledge_structure_sync).where(c.recipient == code).values(**values))
+
+
+# ----------------------------------------------------------------------------- overdue timers
+
+
+def arm_timers(conn: Connection, timers: Iterable[tuple[str, datetime, dict[str, Any]]], *,
+               replace: bool = False) -> None:
+    """Durable timers (hub/timer_service.py) in the caller's transaction; `replace` re-arms existing keys."""
+    rows = list({key: (key, due, payload) for key, due, payload in timers}.values())
+    if replace:
+        cancel_timers(conn, [key for key, _, _ in rows])
+    timer_store.schedule_many(conn, rows)
+
+
+def cancel_timers(conn: Connection, keys: Iterable[str]) -> None:
+    """Forget timers (fired or not) by key."""
+    for part in _chunks(list(dict.fromkeys(keys))):
+        conn.execute(delete(timer_table).where(timer_table.c.key.in_(part)))
 
 
 # ----------------------------------------------------------------------------- fan-out receipts

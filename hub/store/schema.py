@@ -261,6 +261,29 @@ announcement_replies = Table(
     Column("returns", Integer, nullable=False, server_default="0"),
 )
 
+#: HQ's knowledge structure (知识结构, protocols.knowledge.structure): one row, the latest tree.
+knowledge_structure = Table(
+    "knowledge_structure",
+    metadata,
+    Column("id", String(8), primary_key=True),      # always "hq"
+    Column("version", Integer, nullable=False),
+    Column("tree_json", JSONDoc, nullable=False),    # the CategoryTree as HQ sent it (no MountPoint)
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: Per recipient: the structure version delivered and confirmed (both only go up), and the
+#: MountPoint (挂载点) its last sync request named, under which pushed trees are hung.
+knowledge_structure_sync = Table(
+    "knowledge_structure_sync",
+    metadata,
+    Column("recipient", String(8), primary_key=True),
+    Column("delivered", Integer, nullable=False, server_default="0"),
+    Column("confirmed", Integer, nullable=False, server_default="0"),
+    Column("mount_point", String(40)),
+    Column("delivered_at", UTCDateTime),
+    Column("confirmed_at", UTCDateTime),
+)
+
 #: The messages the knowledge and announcement flows applied (write-ahead, by message id), so a
 #: message that comes back after a failed broker commit is not applied twice; also their history.
 sharing_steps = Table(

@@ -101,6 +101,12 @@ FIELD_NAMES_ZH: dict[str, str] = {
     "Code": "分类编码",
     "Name": "分类名称",
     "UpdatedAt": "更新时间",
+    # 告警 (the hub's overdue alarms to HQ)
+    "KnowledgeAlarm": "知识共享告警",
+    "Kind": "告警类型",
+    "SubjectId": "对象编号",
+    "Deadline": "时限",
+    "RaisedAt": "告警时间",
 }
 
 
@@ -162,6 +168,14 @@ class OrphanProblem(StrEnum):
 
     unknown_item = "unknown_item"
     version_ahead = "version_ahead"
+
+
+class AlarmKind(StrEnum):
+    """告警类型 of a KnowledgeAlarm: what a recipient has not done in time."""
+
+    receipt_overdue = "receipt_overdue"                      # 下发成功标记超时未回
+    structure_receipt_overdue = "structure_receipt_overdue"  # 知识结构成功标记超时未回
+    reply_overdue = "reply_overdue"                          # 公告回复超过回复时限
 
 
 class _Wire(BaseModel):
@@ -415,13 +429,26 @@ class SyncResponse(_Wire):
                           "is older")
 
 
+class KnowledgeAlarm(_Wire):
+    """知识共享告警: the hub tells HQ a recipient did not confirm a delivery or reply to an announcement in time."""
+
+    kind: AlarmKind = Field(description="告警类型: receipt_overdue, structure_receipt_overdue or reply_overdue")
+    subject_id: str = Field(description="对象编号: the item (知识编号), STRUCTURE for the knowledge structure, or "
+                                        "the announcement (公告编号)", examples=["KN-99-20240701-0001"])
+    version: int | None = Field(None, description="版本号: the version awaited (items and the structure)")
+    company_code: str = Field(description="公司编号: the recipient that is late")
+    deadline: datetime = Field(description="时限: when the receipt or reply was due, with time zone")
+    raised_at: datetime = Field(description="告警时间: when the hub raised the alarm, with time zone")
+
+
 #: Every knowledge message, by its XML root element name.
 KnowledgeMessage = (KnowledgeItem | KnowledgeSubmission | ReviewResult | KnowledgeDelivery | DeliveryReceipt
-                    | Feedback | FeedbackReply | FeedbackForward | SyncRequest | SyncResponse | CategoryTree)
+                    | Feedback | FeedbackReply | FeedbackForward | SyncRequest | SyncResponse | CategoryTree
+                    | KnowledgeAlarm)
 MESSAGE_TYPES: dict[str, type[KnowledgeMessage]] = {
     cls.__name__: cls for cls in (KnowledgeItem, KnowledgeSubmission, ReviewResult, KnowledgeDelivery,
                                   DeliveryReceipt, Feedback, FeedbackReply, FeedbackForward, SyncRequest,
-                                  SyncResponse, CategoryTree)
+                                  SyncResponse, CategoryTree, KnowledgeAlarm)
 }
 
 #: List-valued elements written as a wrapper holding repeated items: wrapper -> item element.

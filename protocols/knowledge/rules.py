@@ -44,6 +44,7 @@ from protocols.knowledge.models import (
     Feedback,
     FeedbackForward,
     FeedbackReply,
+    KnowledgeAlarm,
     KnowledgeDelivery,
     KnowledgeItem,
     KnowledgeMessage,
@@ -80,6 +81,9 @@ def _category_code(value: object, field: str) -> None:
 def check_item(item: KnowledgeItem, *, prefix: str = "") -> None:
     """The format rules of one knowledge item; `prefix` is its element path (Item/) in a message."""
     F.identifier(item.id, f"{prefix}Id")
+    if item.id == structure.STRUCTURE_ID:
+        raise F.refuse(f"{prefix}Id", item.id, "is reserved",
+                       "The ItemId STRUCTURE names the knowledge structure in receipts; give the item another id.")
     F.positive(item.version, f"{prefix}Version")
     F.line(item.title, f"{prefix}Title", TITLE_MAX)
     F.text(item.content, f"{prefix}Content", CONTENT_MAX)
@@ -402,6 +406,18 @@ def validate_category_tree(tree: CategoryTree, *, sender: str, hq: str = HQ_CODE
     return in_utc(tree)  # type: ignore[return-value]
 
 
+def validate_alarm(alarm: KnowledgeAlarm, *, sender: str, now: datetime,
+                   max_future: timedelta = DEFAULT_MAX_FUTURE) -> KnowledgeAlarm:
+    """Check a knowledge alarm (知识共享告警); the hub produces it, so `sender` is not checked."""
+    F.identifier(alarm.subject_id, "SubjectId")
+    if alarm.version is not None:
+        F.positive(alarm.version, "Version")
+    F.company_code(alarm.company_code, "CompanyCode")
+    F.zoned(alarm.deadline, "Deadline")
+    F.zoned(alarm.raised_at, "RaisedAt")
+    return in_utc(alarm)  # type: ignore[return-value]
+
+
 def validate(message: KnowledgeMessage, *, sender: str, now: datetime, hq: str = HQ_CODE,
              max_future: timedelta = DEFAULT_MAX_FUTURE) -> KnowledgeMessage:
     """Check any knowledge message from the authenticated `sender`; returns it with UTC times."""
@@ -420,6 +436,7 @@ def validate(message: KnowledgeMessage, *, sender: str, now: datetime, hq: str =
         FeedbackForward: (validate_feedback_forward, hq_kw),
         SyncRequest: (validate_sync_request, {}),
         SyncResponse: (validate_sync_response, hq_kw),
+        KnowledgeAlarm: (validate_alarm, {}),
     }
     check, extra = checks[type(message)]
     return check(message, sender=sender, now=now, max_future=max_future, **extra)  # type: ignore[operator]

@@ -21,6 +21,9 @@ from protocols.knowledge.models import Category, CategoryTree
 
 #: Deepest level of the structure; a CategoryPath has at most this many segments (knowledge.xsd).
 MAX_DEPTH = 10
+#: The ItemId a recipient's DeliveryReceipt names to confirm (or reject) a knowledge structure
+#: version; reserved, so no knowledge item may carry it (protocols.knowledge.rules).
+STRUCTURE_ID = "STRUCTURE"
 
 
 @dataclass(frozen=True)

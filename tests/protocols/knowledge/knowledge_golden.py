@@ -49,6 +49,7 @@ GOLDEN_FILES = {
     "sync_request.xml": "SyncRequest",
     "sync_request_digest.xml": "SyncRequest",
     "sync_response.xml": "SyncResponse",
+    "knowledge_alarm.xml": "KnowledgeAlarm",
 }
 
 

@@ -250,7 +250,7 @@ def test_xsd_root_elements_are_the_message_types():
     roots = [e.get("name") for e in _xsd().findall(f"{XS}element")]
     assert roots == list(MESSAGE_TYPES) == [
         "KnowledgeItem", "KnowledgeSubmission", "ReviewResult", "KnowledgeDelivery", "DeliveryReceipt", "Feedback",
-        "FeedbackReply", "FeedbackForward", "SyncRequest", "SyncResponse", "CategoryTree",
+        "FeedbackReply", "FeedbackForward", "SyncRequest", "SyncResponse", "CategoryTree", "KnowledgeAlarm",
     ]
 
 
