@@ -118,9 +118,45 @@ def raw_relay(url: str, n: int, body: bytes, prefetch: int) -> float:
 
 
 # ---------------------------------------------------------------- hub hop
-def start_hub(settings: Settings, tmp: Path) -> subprocess.Popen:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def histogram_buckets(text: str, name: str) -> list[tuple[float, float]]:
+    """(le, cumulative count) of a Prometheus histogram in exposition text."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    return buckets
+
+
+def histogram_quantile(after: str, name: str, q: float, before: str = "") -> float:
+    """The q-quantile (ms) of what a histogram counted between two scrapes, by bucket interpolation."""
+    old = dict(histogram_buckets(before, name)) if before else {}
+    buckets = [(le, n - old.get(le, 0.0)) for le, n in histogram_buckets(after, name)]
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    total, prev_le, prev_n = buckets[-1][1], 0.0, 0.0
+    for le, n in buckets:
+        if n >= q * total:
+            if le == float("inf"):
+                return prev_le * 1000
+            return (prev_le + (le - prev_le) * ((q * total - prev_n) / max(n - prev_n, 1e-9))) * 1000
+        prev_le, prev_n = le, n
+    return float("nan")
+
+
+def start_hub(settings: Settings, tmp: Path, metrics_port: int | None = None) -> subprocess.Popen:
     env = dict(os.environ, HUB_VHOST=settings.vhost, HUB_USER_PREFIX=settings.user_prefix, HUB_STORE_URL=settings.store_url,
                HUB_DATA_DIR=str(tmp), HUB_LOG_LEVEL="WARNING")
+    if metrics_port:
+        env["HUB_METRICS_PORT"] = str(metrics_port)
     return subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "--no-watch"], cwd=ROOT, env=env)
 
 
@@ -212,7 +248,8 @@ def main() -> None:
         topo.apply(t, settings, passwords)
         progress("preloading hub.in")
         preload_hub(settings, passwords, n)
-        hub_proc = start_hub(settings, tmp)
+        metrics_port = free_port()
+        hub_proc = start_hub(settings, tmp, metrics_port)
         admin_params = pika.URLParameters(settings.amqp_url_for_vhost())
         hub_rate = measure_drain(admin_params, "node.11", n, timeout=300)
         progress(f"hub hop: {hub_rate:.0f} msg/s")
@@ -220,11 +257,22 @@ def main() -> None:
         conn.channel().queue_purge("node.11")
         conn.close()
 
+        import requests
+
+        before = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         progress(f"latency at {args.rate} msg/s for {seconds}s")
         lat = sorted(latency(settings, passwords, args.rate, seconds))
         p50 = statistics.median(lat) if lat else float("nan")
         p99 = lat[int(len(lat) * 0.99) - 1] if lat else float("nan")
         progress(f"latency: {len(lat)} messages, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        # Where it goes, from the hub's own histograms over the latency phase only.
+        after = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        inside = {(k, q): histogram_quantile(after, f"hub_{k}_seconds", q, before)
+                  for k in ("hop", "commit", "loop_lag") for q in (0.5, 0.99)}
+        progress(f"inside the hub: arrival to commit-ok p50 {inside['hop', 0.5]:.1f} ms p99 "
+                 f"{inside['hop', 0.99]:.1f} ms; tx.commit round trip p50 {inside['commit', 0.5]:.1f} ms "
+                 f"p99 {inside['commit', 0.99]:.1f} ms; event-loop lag p50 {inside['loop_lag', 0.5]:.1f} ms "
+                 f"p99 {inside['loop_lag', 0.99]:.1f} ms")
         print(f"RESULT hop raw_msg_s={raw:.0f} hub_msg_s={hub_rate:.0f} ratio={hub_rate / raw:.2f} "
               f"p50_ms={p50:.1f} p99_ms={p99:.1f} offered={args.rate} n={n} bytes={len(body)}")
     finally:

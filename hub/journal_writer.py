@@ -23,9 +23,13 @@ log = logging.getLogger("hub.journal")
 
 
 class JournalWriter:
-    def __init__(self, store: Store, *, max_batch: int = 2000) -> None:
+    def __init__(self, store: Store, *, max_batch: int = 2000, gather_s: float = 0.01) -> None:
         self.store = store
         self.max_batch = max_batch
+        #: After the first entries arrive, wait this long for more before writing: at low rates
+        #: every write would otherwise be a transaction of a few rows, and the per-transaction
+        #: cost (Python and SQLite) is what takes the CPU, and with it the hop's GIL.
+        self.gather_s = gather_s
         self._q: queue.Queue[list[JournalEntry] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._pending: dict[str, int] = {}   # message id -> entries not yet written
@@ -71,9 +75,10 @@ class JournalWriter:
             if item is None:
                 return
             batch = list(item)
+            gather_until = time.monotonic() + self.gather_s
             while len(batch) < self.max_batch:
                 try:
-                    nxt = self._q.get_nowait()
+                    nxt = self._q.get(timeout=max(0.0, gather_until - time.monotonic()))
                 except queue.Empty:
                     break
                 if nxt is None:

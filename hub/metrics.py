@@ -34,6 +34,10 @@ class HopMetrics:
                                 ["reason_code", "verdict"], registry=r)
         self.latency = Histogram("hub_hop_seconds", "Arrival at the hub to commit-ok of its batch",
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.commit = Histogram("hub_commit_seconds", "tx.commit sent to commit-ok handled, per broker transaction",
+                                buckets=LATENCY_BUCKETS, registry=r)
+        self.loop_lag = Histogram("hub_loop_lag_seconds", "How late the hop's event loop ran a timer (sampled "
+                                  "every 100 ms)", buckets=LATENCY_BUCKETS, registry=r)
         self.batch = Histogram("hub_batch_messages", "Messages per broker transaction",
                                buckets=(1, 5, 20, 50, 100, 200, 500, 1000), registry=r)
         self.commits = Counter("hub_commits", "Broker transactions committed", registry=r)

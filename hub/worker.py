@@ -76,6 +76,7 @@ class _Lane:
         self.committing: list[Outcome] | None = None
         self.timer = None
         self.consumer_tag: str | None = None
+        self.commit_sent = 0.0  # perf_counter() of the outstanding tx.commit
 
 
 class HopWorker:
@@ -159,6 +160,15 @@ class HopWorker:
         conn.add_on_connection_unblocked_callback(lambda *_: self._set_blocked(False))
         for i in range(self.settings.hop.lanes):
             conn.channel(on_open_callback=lambda ch, i=i: self._on_channel(ch, i))
+        self._tick(conn, time.perf_counter())
+
+    def _tick(self, conn, due: float) -> None:
+        """Every 100 ms: how late the loop ran a timer (a busy or GIL-starved loop delays every message)."""
+        if conn is not self._conn or not conn.is_open:
+            return
+        now = time.perf_counter()
+        self.metrics.loop_lag.observe(max(0.0, now - due))
+        conn.ioloop.call_later(0.1, lambda: self._tick(conn, now + 0.1))
 
     def _set_blocked(self, value: bool) -> None:
         self.health["blocked"] = value
@@ -286,6 +296,7 @@ class HopWorker:
         ch.basic_ack(batch[-1].incoming.delivery_tag, multiple=True)
         lane.committing = batch
         self._inflight_ids.update(o.message_id for o in batch)
+        lane.commit_sent = time.perf_counter()
         ch.tx_commit(callback=lambda _f: self._on_commit(lane))
 
     def _prepare(self, batch: list[Outcome]) -> None:
@@ -347,6 +358,7 @@ class HopWorker:
         now = self.clock()
         self.health["last_commit"] = now
         self.stats["commits"] += 1
+        self.metrics.commit.observe(time.perf_counter() - lane.commit_sent)
         self.metrics.observe(batch)
         # Start the lane's next transaction first, so the broker works on it while we record this one.
         self._inflight_ids.difference_update(o.message_id for o in batch)

@@ -178,17 +178,37 @@ def executemany(conn: Connection, stmt, rows: Sequence[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------- hot path
 
 
+_FINAL = tuple(sorted(str(s) for s in FINAL_STATUSES))
+
+
+def _lookup(conn: Connection, columns: str, chunk: list[str], *, final_only: bool) -> list[tuple]:
+    """`SELECT columns FROM journal WHERE message_id IN chunk` as plain driver SQL.
+
+    On the hop's hot path (every batch asks which ids are delivered already) SQLAlchemy's
+    statement building cost ~0.25 ms a call here, ten times the query itself; the SQL below
+    is the same query without it. PostgreSQL gets one array parameter, SQLite one `?` per id.
+    """
+    if conn.dialect.name == "postgresql":
+        sql = f"SELECT {columns} FROM journal WHERE message_id = ANY(%s)"
+        params: tuple = (chunk,)
+        if final_only:
+            sql += " AND status = ANY(%s)"
+            params += (list(_FINAL),)
+    else:
+        sql = f"SELECT {columns} FROM journal WHERE message_id IN ({','.join('?' * len(chunk))})"
+        params = tuple(chunk)
+        if final_only:
+            sql += f" AND status IN ({','.join('?' * len(_FINAL))})"
+            params += _FINAL
+    return conn.exec_driver_sql(sql, params).fetchall()
+
+
 def known_message_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
     """The ids already journaled with a final status: re-arrivals to drop as duplicates."""
     wanted = list(dict.fromkeys(ids))
     found: set[str] = set()
     for chunk in _chunks(wanted):
-        rows = conn.execute(
-            select(journal.c.message_id).where(
-                journal.c.message_id.in_(chunk), journal.c.status.in_(sorted(FINAL_STATUSES))
-            )
-        )
-        found.update(r[0] for r in rows)
+        found.update(r[0] for r in _lookup(conn, "message_id", chunk, final_only=True))
     return found
 
 
@@ -340,9 +360,7 @@ def record(conn: Connection, entries: Sequence[JournalEntry]) -> None:
         return
     next_seq: dict[str, int] = {}
     for chunk in _chunks(list(added)):
-        rows = conn.execute(
-            select(journal.c.message_id, journal.c.hop_count).where(journal.c.message_id.in_(chunk))
-        )
+        rows = _lookup(conn, "message_id, hop_count", chunk, final_only=False)
         next_seq.update((m, total - added[m] + 1) for m, total in rows)
     hop_rows = []
     for e in ordered:
