@@ -152,7 +152,7 @@ def test_apply_creates_everything_and_a_second_apply_changes_nothing(applied_top
     assert diff(topology, settings) == []
     defs = broker_admin.get_definitions(settings.vhost)
     assert {q["name"] for q in defs["queues"]} == {q.name for q in topology.queues}
-    assert len(defs["queues"]) == 1 + 33 + 3 + 1  # hub.in, 33 nodes, 3 test tiers, hub.dlq
+    assert len(defs["queues"]) == 1 + 35 + 3 + 1  # hub.in, 35 nodes (33 + systems WAP, NMS), 3 test tiers, hub.dlq
     hashes = {u: broker_admin.get_user(u)["password_hash"] for u in topology.user_names}
 
     assert apply(topology, settings, passwords) == []
