@@ -37,8 +37,12 @@ def _order_xml(root: str, encoding: str, fields: list[tuple[str, str]]) -> str:
     return f'<?xml version="1.0" encoding="{encoding.upper()}"?><{root} xmlns="{ORDER_NS}">{body}</{root}>'
 
 
+_SAY = threading.Lock()
+
+
 def say(text: str) -> None:
-    print(f"{datetime.now().strftime('%H:%M:%S')}  {text}", flush=True)
+    with _SAY:  # node threads and the script speak at once; keep lines whole
+        print(f"{datetime.now().strftime('%H:%M:%S')}  {text}", flush=True)
 
 
 class DemoNode:
@@ -90,7 +94,7 @@ class DemoNode:
                 say(f"  ✓ {self.name}({self.code}) 收到 received {p.type} 工单 order {serial} from "
                     f"{(p.headers or {}).get('x-hub-source')} ({p.content_encoding})")
             else:
-                title = root.findtext(f"{H}Title") or p.type
+                title = root.findtext(f"{H}Title") or root.findtext(".//{*}Title") or p.type
                 say(f"  ✓ {self.name}({self.code}) 收到 received {p.type} 「{title}」 from "
                     f"{(p.headers or {}).get('x-hub-source')} ({p.content_encoding})")
             self.received.append((p.type, p.message_id, p.content_encoding, time.perf_counter()))
@@ -144,6 +148,7 @@ def run_demo(settings: Settings, seconds: float = 20.0) -> int:
         nodes["44"].notice("31", "冒充", "伪造的发送方", enc["44"], claimed_sender="11")
         _wait_for(nodes["44"], before + 1)
         _order_scene(nodes, enc)
+        _knowledge_scene(nodes, enc)
         say(f"持续流量 steady traffic for {seconds:.0f}s: provinces exchanging notices")
         for n in nodes.values():
             n.quiet = True
@@ -207,6 +212,54 @@ def _order_scene(nodes: dict[str, DemoNode], enc: dict[str, str]) -> None:
     _wait_for(hq, before["00"] + 6)
     say(f"  总部收到全部 {len(hq.received) - before['00']} 份抄送 HQ holds a copy of every step; "
         f"see: hub orders show 44 {serial}")
+
+
+def _knowledge_scene(nodes: dict[str, DemoNode], enc: dict[str, str]) -> None:
+    """Scene 7: the second-line platform's knowledge item reviewed by HQ, delivered, confirmed (docs/knowledge.md)."""
+    from protocols.knowledge import wire
+    from protocols.knowledge.models import (
+        Action,
+        DeliveryReceipt,
+        KnowledgeDelivery,
+        KnowledgeItem,
+        KnowledgeStatus,
+        KnowledgeSubmission,
+        ReceiptStatus,
+        ReviewOutcome,
+        ReviewResult,
+    )
+
+    sl, hq = nodes["99"], nodes["00"]
+    now = datetime.now(CHINA).replace(microsecond=0) - timedelta(seconds=5)
+    item_id = f"KN-99-{uuid.uuid4().hex[:10]}"
+    item = KnowledgeItem(id=item_id, version=1, title="5G新通话业务资费说明", content="5G 新通话的资费与开通方式。",
+                         category_path=("NATIONWIDE", "NEW_SERVICE"), status=KnowledgeStatus.submitted,
+                         effective_date=now, owner_node="99", author="陈思远")
+    sub = KnowledgeSubmission(serial_number=uuid.uuid4().hex[:16], action=Action.publish, submitter_code="99",
+                              local_reviewer="李明", submitted_at=now, item=item)
+    say(f"场景七 scene 7: 二线提交知识 the second-line platform submits knowledge item {item_id} for HQ's review")
+    n00, n99 = len(hq.received), len(sl.received)
+    sl.send("knowledge.submit", wire.dumps(sub).decode("utf-8"), "utf-8")
+    _wait_for(hq, n00 + 1)
+    say("  总部审核通过 HQ approves it and delivers it to Beijing, Shanghai and Guangdong")
+    hq.send("knowledge.review", wire.dumps(ReviewResult(
+        submitter_code="99", submission_serial_number=sub.serial_number, action=Action.publish, item_id=item_id,
+        version=1, outcome=ReviewOutcome.approved, reviewer_at_hq="王建华", reviewed_at=now)).decode(), "utf-8")
+    _wait_for(sl, n99 + 1)
+    recipients = ("11", "31", "44")
+    before = {c: len(nodes[c].received) for c in recipients}
+    published = item.model_copy(update={"status": KnowledgeStatus.published, "reviewer": "王建华"})
+    hq.send("knowledge.delivery", wire.dumps(KnowledgeDelivery(
+        action=Action.publish, recipients=recipients, published_at=now, item=published)).decode(), "utf-8")
+    n00 = len(hq.received)
+    for c in recipients:
+        _wait_for(nodes[c], before[c] + 1)
+        nodes[c].send("knowledge.receipt", wire.dumps(DeliveryReceipt(
+            company_code=c, item_id=item_id, version=1, receipt_status=ReceiptStatus.accepted,
+            received_at=now)).decode(), "utf-8")
+    _wait_for(hq, n00 + len(recipients))
+    say(f"  各省回执已到总部 every receipt is back at HQ; the console's knowledge page shows {item_id} "
+        f"delivered and confirmed at 3 recipients")
 
 
 def _wait_for(node: DemoNode, count: int, timeout: float = 10.0) -> None:

@@ -26,3 +26,7 @@ def test_demo_runs_every_scene(settings, tmp_path):
     assert "北京(11) 收到 received order.dispatch 工单" in out, out
     assert out.count("广东(44) 收到 received order.return 工单") == 2, out
     assert "总部收到全部 6 份抄送" in out, out
+    # scene 7: knowledge reviewed, delivered to three provinces, all receipts back at HQ
+    for code in ("11", "31", "44"):
+        assert f"({code}) 收到 received knowledge.delivery" in out, out
+    assert "各省回执已到总部" in out and "waited" not in out, out
