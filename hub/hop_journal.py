@@ -28,19 +28,29 @@ from hub.store import Hop, Store
 log = logging.getLogger("hub.hop_journal")
 
 
+#: Seconds after its first hop at which a message without a journal row is looked up again.
+RECHECK_S = (0.2, 1.0, 3.0, 10.0, 30.0)
+
+
 class HopJournal:
     """`add()` from any thread; one daemon thread writes. `close()` flushes (bounded) and stops."""
 
     def __init__(self, store: Store, *, name: str, grace_s: float = 60.0, chunk: int = 50,
-                 max_backlog: int = 200_000, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_backlog: int = 200_000, gather_s: float = 0.05,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.name = name
         self.grace_s = grace_s
         self.chunk = chunk
         self.max_backlog = max_backlog
+        self.gather_s = gather_s
         self.clock = clock
         self._new: deque[tuple[str, Hop]] = deque()
-        self._waiting: list[tuple[float, str, Hop]] = []   # (give up at, id, hop): no journal row yet
+        #: id -> [give up at, next check at, hops in order]: no journal row yet. Re-checked on a
+        #: growing interval (RECHECK_S), not on every pass: an adapter sending thousands of
+        #: messages a second that the hub never journals (sent straight to its queue) must not
+        #: make this thread re-query all of them each time (that took the adapter's GIL).
+        self._waiting: dict[str, list] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.stats = {"written": 0, "dropped_no_row": 0, "dropped_backlog": 0, "failures": 0}
@@ -64,7 +74,7 @@ class HopJournal:
         self._wake.set()
 
     def backlog(self) -> int:
-        return len(self._new) + len(self._waiting)
+        return len(self._new) + sum(len(w[2]) for w in list(self._waiting.values()))
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (within `timeout`), then stop; hops still without a row are dropped."""
@@ -75,7 +85,7 @@ class HopJournal:
         self._stop.set()
         self._wake.set()
         self._thread.join(max(0.0, deadline - self.clock()) + 1.0)
-        left = [m for m, _ in self._new] + [m for _, m, _ in self._waiting]
+        left = [m for m, _ in self._new] + list(self._waiting)
         if left:
             log.warning("hop journal stopped with %d hops unwritten (no journal row yet or store down)",
                         len(left), extra={"adapter": self.name, "message_ids": left[:20]})
@@ -98,23 +108,37 @@ class HopJournal:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self._wake.set()
+            self._stop.wait(self.gather_s)  # gather: one pass per interval, not one per add()
 
     def _write_all(self) -> None:
         now = self.clock()
-        # Waiting ones first: a later hop of the same id must come after them.
-        deadlines = {m: d for d, m, _ in self._waiting}
-        batch = [(m, h) for _, m, h in self._waiting]
-        self._waiting = []
+        arrived: dict[str, list[Hop]] = {}
         while self._new:
-            batch.append(self._new.popleft())
-        # A read (no write lock) tells which ids have a delivered row: only those are written now,
-        # so messages the hub has not journaled yet cost the writers nothing while they wait.
-        known = self.store.known_message_ids({m for m, _ in batch})
+            m, h = self._new.popleft()
+            if m in self._waiting:
+                self._waiting[m][2].append(h)   # after that id's earlier hops
+            else:
+                arrived.setdefault(m, []).append(h)
+        # Which ids to ask about now: the new ones, and waiting ones whose re-check is due.
+        due = [m for m, w in self._waiting.items() if w[1] <= now]
+        asking = list(arrived) + due
+        # A read (no write lock) tells which ids have a journal row: only those are written now.
+        known = self.store.known_message_ids(asking) if asking else set()
         ready: list[tuple[str, Hop]] = []
-        held: list[tuple[str, Hop]] = []
-        for m, h in batch:
-            due = deadlines.get(m, now + self.grace_s) <= now
-            (ready if m in known or due else held).append((m, h))
+        for m in due:
+            w = self._waiting[m]
+            if m in known or w[0] <= now:
+                ready += [(m, h) for h in w[2]]
+                del self._waiting[m]
+            else:
+                age = now - (w[0] - self.grace_s)
+                w[1] = now + next((r for r in RECHECK_S if r > age), RECHECK_S[-1])
+        for m, hops in arrived.items():
+            if m in known:
+                ready += [(m, h) for h in hops]
+            else:
+                self._waiting[m] = [now + self.grace_s, now + RECHECK_S[0], hops]
+        self._trim_waiting()
         done = 0
         missing: set[str] = set()
         try:
@@ -127,7 +151,6 @@ class HopJournal:
         except Exception:
             # Put back what was not written, in order, before newer arrivals.
             self._new.extendleft(reversed(ready[done:]))
-            self._waiting = [(deadlines.get(m, now + self.grace_s), m, h) for m, h in held]
             raise
         self.stats["written"] += sum(1 for m, _ in ready if m not in missing)
         if missing:
@@ -135,4 +158,15 @@ class HopJournal:
             log.warning("journal has no row for %d message(s) after %.0f s; their %s hops are not traced",
                         len(missing), self.grace_s, self.name,
                         extra={"adapter": self.name, "message_ids": sorted(missing)[:20]})
-        self._waiting = [(deadlines.get(m, now + self.grace_s), m, h) for m, h in held]
+
+    def _trim_waiting(self) -> None:
+        excess = len(self._waiting) - self.max_backlog
+        if excess <= 0:
+            return
+        dropped = []
+        for m in list(self._waiting)[:excess]:   # oldest first (insertion order)
+            dropped.append(m)
+            del self._waiting[m]
+        self.stats["dropped_backlog"] += len(dropped)
+        log.error("hop journal: %d messages waited for their journal row beyond the backlog; dropped",
+                  len(dropped), extra={"adapter": self.name, "message_ids": dropped[:20]})
