@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocols.errors import RejectedMessage
 from protocols.smpp.receipts import (
@@ -266,3 +268,15 @@ def test_several_early_receipts_are_matched_in_arrival_order():
     first, second = c.on_submit_resp(1, "0099", "sms-1", 1, 1)
     assert first.event is None and second.event.status is SmsStatus.delivered
     assert [p.receipt.message_id for p in c.pending()] == ["other"]
+
+
+@given(st.sampled_from(["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD"]),
+       st.text(alphabet="0123456789abcdefABCDEF", min_size=1, max_size=20),
+       st.one_of(st.none(), st.text(max_size=40)))
+def test_the_fast_path_for_the_standard_layout_agrees_with_the_general_scan(stat, mid, tail):
+    from protocols.smpp.receipts import _scan_receipt_text
+
+    text = f"id:{mid} sub:001 dlvrd:001 submit date:2611220557 done date:2611220558 stat:{stat} err:000"
+    if tail is not None:
+        text += f" text:{tail}"
+    assert parse_receipt_text(text) == _scan_receipt_text(text)
