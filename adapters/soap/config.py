@@ -98,6 +98,9 @@ class IntakeSettings(BaseModel):
                                    "into the served WSDL); default the address the WSDL was asked at")
     max_request_bytes: int = Field(1_048_576, ge=4096, le=16 * 1024 * 1024, description="Largest request body; "
                                    "larger ones are refused with OVERSIZE before they are read")
+    read_timeout_s: float = Field(30.0, gt=0, le=600, description="Longest time a request body may take to "
+                                  "arrive; a slower client gets an XML_MALFORMED fault and its connection is "
+                                  "closed (slow senders cannot hold connections open before authenticating)")
     confirm_timeout_s: float = Field(10.0, gt=0, le=120, description="Longest wait for RabbitMQ's publisher "
                                      "confirm before the node is answered PARTNER_UNAVAILABLE (it may resend: "
                                      "the hub deduplicates by MessageId)")

@@ -19,8 +19,10 @@ Must not: route, or publish anywhere but hub.ingress.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hashlib
 import hmac
 import logging
 import threading
@@ -32,6 +34,7 @@ import pika.exceptions
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from adapters.soap.config import SoapFile
 from hub import envelope as ev
@@ -161,8 +164,10 @@ class Intake:
 
     def _verify(self, user: str, password: str) -> Account:
         acct = self.accounts.get(user)
-        # Compare against a dummy for unknown users too, so timing does not tell which names exist.
-        ok = hmac.compare_digest(password.encode(), acct.password if acct else _DUMMY)
+        # Compare against a dummy for unknown users too, so timing does not tell which names exist;
+        # digests of equal length, so it does not tell the password's length either.
+        ok = hmac.compare_digest(hashlib.sha256(password.encode()).digest(),
+                                 hashlib.sha256(acct.password if acct else _DUMMY).digest())
         if acct is None or not ok:
             raise Unauthenticated("The user name or password is wrong.", field="Authorization")
         return acct
@@ -251,13 +256,24 @@ def create_app(intake: Intake) -> FastAPI:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return _fault_response(RejectedMessage(f"The request has {declared} bytes; the limit is {limit}.",
                                                    reason=ReasonCode.OVERSIZE, value=int(declared)))
+        # Counted as it streams (a chunked body has no Content-Length), within read_timeout_s: uvicorn
+        # has no body timeout, and this is before authentication.
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return _fault_response(RejectedMessage(f"The request is larger than the limit of {limit} bytes.",
-                                                       reason=ReasonCode.OVERSIZE))
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(cfg.read_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        return _fault_response(RejectedMessage(
+                            f"The request is larger than the limit of {limit} bytes.", reason=ReasonCode.OVERSIZE))
+                    chunks.append(chunk)
+        except TimeoutError:
+            return _fault_response(RejectedMessage(
+                f"The request body did not arrive within {cfg.read_timeout_s:g} s ({size} bytes came); send the "
+                "whole request at once.", reason=ReasonCode.XML_MALFORMED, value=size))
+        except ClientDisconnect:
+            log.info("SOAP client closed the connection after %d bytes of the body", size)
+            return Response(status_code=400)
         status, body = await run_in_threadpool(intake.submit, b"".join(chunks),
                                                request.headers.get("content-type"),
                                                request.headers.get("authorization"))
@@ -268,8 +284,10 @@ def create_app(intake: Intake) -> FastAPI:
 
 
 def _fault_response(exc: HubError) -> Response:
+    """A refusal before the whole body was read: the connection is closed after it."""
     log.warning("SOAP submission refused", extra={"reason_code": str(exc.reason), "error": exc.detail})
-    return Response(soap.build_fault(exc, messages.refusal(exc)), status_code=500, media_type=soap.CONTENT_TYPE)
+    return Response(soap.build_fault(exc, messages.refusal(exc)), status_code=500, media_type=soap.CONTENT_TYPE,
+                    headers={"Connection": "close"})
 
 
 class IntakeServer:

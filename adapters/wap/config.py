@@ -56,6 +56,10 @@ class WapConfig(BaseModel):
                                    "for the WAP system to fetch by re-sending the transaction")
     max_body_bytes: int = Field(65_536, ge=1024, le=1_048_576, description="Largest request body read; larger "
                                 "ones are refused with HTTP 413 OVERSIZE")
+    read_timeout_s: float = Field(30.0, gt=0, le=600, description="Longest time a request body may take to "
+                                  "arrive once its headers came; a slower client is refused (HTTP 400 "
+                                  "XML_MALFORMED) and its connection closed, so slow senders cannot hold "
+                                  "connections open", examples=[30])
     max_pending: int = Field(2000, ge=1, le=100_000, description="Requests waiting for an answer at once; more "
                              "are refused with HTTP 503 PARTNER_UNAVAILABLE")
     clients: list[WapClient] = Field(min_length=1, description="The configured HTTP clients")

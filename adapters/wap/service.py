@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from adapters.wap.config import WapConfig
 from adapters.wap.ratelimit import TokenBucket
@@ -176,11 +177,11 @@ class WapEndpoint:
         @app.post("/wap")
         async def handle(request: Request) -> Response:
             self.stats["requests"] += 1
-            request_id = None
+            request_id, body = None, None
             try:
                 client = self._authenticate(request)
                 self._rate_limit(client)
-                body = await _read_body(request, self.config.max_body_bytes)
+                body = await _read_body(request, self.config.max_body_bytes, self.config.read_timeout_s)
                 root, _ = xmlwire.parse(body, _charset(request.headers.get("content-type")),
                                         max_bytes=self.config.max_body_bytes)
                 req = wire.parse_request(root)
@@ -190,7 +191,10 @@ class WapEndpoint:
                     return await self._query(client, req)
                 return await self._transaction(client, req)
             except HubError as exc:
-                return self._refuse(exc, request_id)
+                response = self._refuse(exc, request_id)
+                if body is None:   # refused before the whole body was read: do not wait for the rest
+                    response.headers["Connection"] = "close"
+                return response
 
         return app
 
@@ -337,19 +341,31 @@ def _charset(content_type: str | None) -> str | None:
     return None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, counted as it streams in (a chunked body has no Content-Length to trust), within
+    `timeout_s`: uvicorn has no body timeout of its own, and a slow sender would hold its connection."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RejectedMessage(f"The request has {declared} bytes; the limit is {limit}.",
                               reason=ReasonCode.OVERSIZE, value=int(declared))
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RejectedMessage(f"The request is larger than {limit} bytes.", reason=ReasonCode.OVERSIZE)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RejectedMessage(f"The request is larger than {limit} bytes.", reason=ReasonCode.OVERSIZE)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RejectedMessage(f"The request body did not arrive within {timeout_s:g} s ({size} bytes came); send "
+                              "the whole request at once.", reason=ReasonCode.XML_MALFORMED, value=size) from None
+    except ClientDisconnect:
+        raise RejectedMessage(f"The client closed the connection after {size} bytes of the request body.",
+                              reason=ReasonCode.XML_MALFORMED, value=size) from None
     return b"".join(chunks)
 
 
 def _xml(body: bytes, status: int, headers: dict | None = None) -> Response:
+    # Answers carry customer data: no cache (a proxy, the WAP hall's own) may keep them.
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **(headers or {})}
     return Response(body, status_code=status, media_type="application/xml; charset=utf-8", headers=headers)

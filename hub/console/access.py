@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocols.errors import ConfigError
 
@@ -92,8 +92,13 @@ class Users:
             raw = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
             try:
                 parsed = UsersFile.model_validate(raw)
-            except ValueError as exc:
-                raise ConfigError(f"console users file {self.path} is invalid: {exc}", file=str(self.path)) from exc
+            except ValidationError as exc:
+                # Without the input values: a mistyped entry would otherwise put its password hash
+                # into the error, which reaches the logs and the (unauthenticated) 503 answer.
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                     for e in exc.errors(include_input=False, include_url=False))
+                raise ConfigError(f"console users file {self.path} is invalid: {problems}",
+                                  file=str(self.path)) from None
             self._users = {u.name: u for u in parsed.users}
             self._mtime = mtime
         return self._users
@@ -147,10 +152,15 @@ class Session:
 
 
 class Signer:
-    """Signs and checks small JSON tokens: base64url(json).base64url(hmac)."""
+    """Signs and checks small JSON tokens: base64url(json).base64url(hmac).
+
+    Sessions ended by logout are remembered (in memory, until they would have expired) and
+    refused from then on: a copied cookie stops working when its owner logs out.
+    """
 
     def __init__(self, key: bytes) -> None:
         self.key = key
+        self._revoked: dict[str, float] = {}
 
     def _mac(self, payload: bytes, purpose: str) -> str:
         mac = hmac.new(self.key, purpose.encode() + b"\0" + payload, hashlib.sha256).digest()
@@ -181,19 +191,66 @@ class Signer:
 
     def session(self, cookie: str | None) -> Session | None:
         data = self.load(cookie, "session")
-        if data is None:
+        if data is None or str(data.get("sid")) in self._revoked:
             return None
         return Session(str(data["u"]), str(data["sid"]), float(data["exp"]))
 
-    # CSRF: bound to the session id, or (before login) to a short-lived login token
-    def csrf_for(self, session: Session | None) -> str:
+    def revoke(self, session: Session) -> None:
+        now = time.time()
+        self._revoked = {sid: exp for sid, exp in self._revoked.items() if exp >= now}
+        self._revoked[session.sid] = session.expires
+
+    # CSRF: bound to the session id, or (before login) to the login nonce of a pre-login cookie,
+    # so that a token fetched by another browser (an attacker's) cannot log this one in (login CSRF)
+    def csrf_for(self, session: Session | None, login_nonce: str = "") -> str:
         if session is None:
-            return self.sign({"login": secrets.token_urlsafe(8), "exp": time.time() + 3600}, "csrf-login")
+            return self.sign({"login": login_nonce, "exp": time.time() + 3600}, "csrf-login")
         return self._mac(session.sid.encode(), "csrf")
 
-    def check_csrf(self, session: Session | None, token: str | None) -> bool:
+    def check_csrf(self, session: Session | None, token: str | None, login_nonce: str | None = None) -> bool:
         if not token:
             return False
         if session is None:
-            return self.load(token, "csrf-login") is not None
+            data = self.load(token, "csrf-login")
+            return (data is not None and bool(login_nonce)
+                    and hmac.compare_digest(str(data.get("login", "")), login_nonce or ""))
         return hmac.compare_digest(token, self._mac(session.sid.encode(), "csrf"))
+
+
+class LoginThrottle:
+    """Failed logins counted per (client address, user name) and per client address in a sliding
+    window; over the limit, a login is refused without checking the password until the oldest
+    failure leaves the window. In memory: the console is one process."""
+
+    def __init__(self, max_failures: int = 5, per_address: int = 20, window_s: float = 300.0,
+                 clock=time.monotonic) -> None:
+        self.limits = {"pair": max_failures, "addr": per_address}
+        self.window_s = window_s
+        self.clock = clock
+        self._failures: dict[tuple, list[float]] = {}
+
+    def _keys(self, address: str, user: str) -> list[tuple]:
+        return [("pair", address, user), ("addr", address)]
+
+    def wait_s(self, address: str, user: str) -> float:
+        """0 when a login may be tried now, else the seconds until one may."""
+        now, wait = self.clock(), 0.0
+        for key in self._keys(address, user):
+            recent = [t for t in self._failures.get(key, ()) if now - t < self.window_s]
+            if recent:
+                self._failures[key] = recent
+            else:
+                self._failures.pop(key, None)
+            if len(recent) >= self.limits[key[0]]:
+                wait = max(wait, recent[-self.limits[key[0]]] + self.window_s - now)
+        return wait
+
+    def failed(self, address: str, user: str) -> None:
+        if len(self._failures) > 100_000:     # a flood of names: forget the oldest entries
+            for key in list(self._failures)[:50_000]:
+                del self._failures[key]
+        for key in self._keys(address, user):
+            self._failures.setdefault(key, []).append(self.clock())
+
+    def succeeded(self, address: str, user: str) -> None:
+        self._failures.pop(("pair", address, user), None)

@@ -13,6 +13,8 @@ Must not: hold queries (views.py), touch hub.dlq itself (deadletters.py) or log 
 
 
 import logging
+import re
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +32,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub.console import audit
-from hub.console.access import CAN_ACT, Role, Session, Signer, Users, load_secret
+from hub.console.access import CAN_ACT, LoginThrottle, Role, Session, Signer, Users, load_secret
 from hub.console.deadletters import DeadLetterDesk
 from hub.console.i18n import LANGS, pick_lang, text
 from hub.console.views import Views
@@ -42,6 +44,9 @@ log = logging.getLogger("hub.console")
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "hub_session"
 LANG_COOKIE = "hub_lang"
+LOGIN_COOKIE = "hub_login"       # pre-login nonce the login CSRF token is bound to
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_DONE = re.compile(r"(replay|discard):\d+:\d+")
 
 
 @dataclass
@@ -125,11 +130,14 @@ class _Metrics:
 
 def create_app(settings: Settings, store: Store, directory, config: ConsoleConfig, *, zone=None,
                desk: DeadLetterDesk | None = None) -> FastAPI:
-    app = FastAPI(title="cs-hub console", version="1",
+    # No /docs or /redoc: their pages load scripts from a CDN, which the console's CSP (rightly)
+    # blocks, and an operator network has no internet; /openapi.json is the description.
+    app = FastAPI(title="cs-hub console", version="1", docs_url=None, redoc_url=None,
                   description="Queue console of the customer-service hub: overview, queues, dead letters, search, "
                               "orders, knowledge sync. Log in at /login; POSTs need the X-CSRF-Token header.")
     users = Users(config.users_file)
     signer = Signer(load_secret(settings.data_dir))
+    throttle = LoginThrottle()
     audit.ensure_tables(store)
     if zone is None:
         from hub.flows.order_settings import load_order_settings
@@ -145,7 +153,12 @@ def create_app(settings: Settings, store: Store, directory, config: ConsoleConfi
     @app.middleware("http")
     async def timing(request: Request, call_next):
         t0 = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:   # a bug: answer 500 without details, with the headers below like any answer
+            log.exception("console request failed", extra={"path": request.url.path})
+            response = JSONResponse({"error": "internal", "message": text(lang_of(request), "err.unavailable")},
+                                    status_code=500)
         route = request.scope.get("route")
         metrics.latency.labels(getattr(route, "path", "other")).observe(time.perf_counter() - t0)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -215,11 +228,23 @@ def create_app(settings: Settings, store: Store, directory, config: ConsoleConfi
     Actor = Annotated[Caller, Depends(actor)]
     Poster = Annotated[Caller, Depends(poster)]
 
+    def login_nonce(request: Request) -> str:
+        nonce = request.cookies.get(LOGIN_COOKIE) or ""
+        return nonce if _NONCE.fullmatch(nonce) else secrets.token_urlsafe(16)
+
+    def keep_login_nonce(response: Response, nonce: str) -> None:
+        response.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, httponly=True, samesite="strict",
+                            secure=config.secure_cookies)
+
     def page(request: Request, name: str, who: Caller | None, **ctx: Any) -> HTMLResponse:
         lang = lang_of(request)
+        nonce = login_nonce(request) if who is None else ""
         response = templates.TemplateResponse(request, name, {
             "lang": lang, "other_lang": [x for x in LANGS if x != lang][0], "t": lambda k: text(lang, k),
-            "me": who, "csrf": signer.csrf_for(who.session if who else None), "path": request.url.path, **ctx})
+            "me": who, "csrf": signer.csrf_for(who.session if who else None, nonce), "path": request.url.path,
+            **ctx})
+        if who is None:
+            keep_login_nonce(response, nonce)
         if request.query_params.get("lang") in LANGS:
             response.set_cookie(LANG_COOKIE, lang, samesite="strict", max_age=365 * 86400)
         return response
@@ -233,15 +258,25 @@ def create_app(settings: Settings, store: Store, directory, config: ConsoleConfi
     @app.post("/login", include_in_schema=False)
     def login(request: Request, user: str = Form(...), password: str = Form(...), csrf_token: str = Form(""),
               next: str = Form("/")):
-        if not signer.check_csrf(None, csrf_token):
+        if not signer.check_csrf(None, csrf_token, request.cookies.get(LOGIN_COOKIE)):
             raise Refused(403, "err.csrf")
+        address = request.client.host if request.client else "-"
+        wait = throttle.wait_s(address, user[:64])
+        if wait > 0:
+            log.warning("console login throttled", extra={"user": user[:64], "address": address})
+            audit.record(store, [audit.AuditRow(datetime.now(UTC), user[:64], "-", "login", None, None,
+                                                "throttled", address)])
+            return JSONResponse({"error": "err.throttled", "message": text(lang_of(request), "err.throttled")},
+                                status_code=429, headers={"Retry-After": str(int(wait) + 1)})
         found = users.authenticate(user, password)
         target = next if next.startswith("/") and not next.startswith("//") else "/"
         if found is None:
-            log.warning("console login failed", extra={"user": user[:64]})
+            throttle.failed(address, user[:64])
+            log.warning("console login failed", extra={"user": user[:64], "address": address})
             audit.record(store, [audit.AuditRow(datetime.now(UTC), user[:64], "-", "login", None, None,
                                                 "failed", None)])
             return RedirectResponse(f"/login?failed=1&next={quote(target, safe='')}", status_code=303)
+        throttle.succeeded(address, user[:64])
         cookie, _ = signer.new_session(found.name, config.session_ttl_s)
         log.info("console login", extra={"user": found.name, "role": str(found.role)})
         audit.record(store, [audit.AuditRow(datetime.now(UTC), found.name, str(found.role), "login", None, None,
@@ -249,10 +284,12 @@ def create_app(settings: Settings, store: Store, directory, config: ConsoleConfi
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(SESSION_COOKIE, cookie, max_age=int(config.session_ttl_s), httponly=True,
                             samesite="strict", secure=config.secure_cookies)
+        response.delete_cookie(LOGIN_COOKIE)
         return response
 
     @app.post("/logout", include_in_schema=False)
     def logout(who: Poster):
+        signer.revoke(who.session)   # the cookie, wherever a copy of it is, stops working now
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
@@ -265,7 +302,11 @@ def create_app(settings: Settings, store: Store, directory, config: ConsoleConfi
     @app.get("/api/csrf", tags=["access"], summary="The CSRF token for the next POST (login token before login)")
     def api_csrf(request: Request):
         session = signer.session(request.cookies.get(SESSION_COOKIE))
-        return {"csrf_token": signer.csrf_for(session), "logged_in": session is not None}
+        nonce = login_nonce(request) if session is None else ""
+        response = JSONResponse({"csrf_token": signer.csrf_for(session, nonce), "logged_in": session is not None})
+        if session is None:
+            keep_login_nonce(response, nonce)
+        return response
 
     @app.get("/api/me", tags=["access"])
     def api_me(who: Viewer):
@@ -341,7 +382,8 @@ def create_app(settings: Settings, store: Store, directory, config: ConsoleConfi
     @app.get("/dlq", response_class=HTMLResponse, include_in_schema=False)
     def dlq_page(who: Viewer, request: Request, done: str = ""):
         items = desk.browse(500)
-        return page(request, "dlq.html", who, items=[d.summary() for d in items], count=desk.depth(), done=done)
+        return page(request, "dlq.html", who, items=[d.summary() for d in items], count=desk.depth(),
+                    done=done if _DONE.fullmatch(done) else "")   # only our own redirect's figures, no free text
 
     @app.get("/dlq/{key}", response_class=HTMLResponse, include_in_schema=False)
     def dlq_one_page(who: Viewer, key: str, request: Request):

@@ -126,6 +126,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "err.forbidden": {"zh": "权限不足", "en": "Not allowed for your role"},
     "err.csrf": {"zh": "CSRF 校验失败,请刷新页面重试", "en": "CSRF check failed; reload the page and retry"},
     "err.unavailable": {"zh": "暂不可用", "en": "unavailable"},
+    "err.throttled": {"zh": "登录失败次数过多,请稍后再试", "en": "Too many failed logins; try again later"},
 }
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import requests
-from conftest import PASSWORD, park, queue_ids
+from console_support import PASSWORD, park, queue_ids
 from running_hub import HubThread, Node
 from waiting import wait_until
 

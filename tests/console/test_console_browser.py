@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 import pytest
-from conftest import ARTIFACTS, PASSWORD, park
+from console_support import ARTIFACTS, PASSWORD, park
 from running_hub import HubThread, Node
 from waiting import wait_until
 
