@@ -10,6 +10,7 @@ Must not: decide whether an error is retryable (the reason code does) or publish
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -20,6 +21,7 @@ from protocols import xmlwire
 from protocols.errors import HubError
 
 HUB_NS = "urn:cs-hub:hub:1"
+MAX_SHORTSTR = 255  # AMQP 0-9-1 shortstr (message_id, correlation_id, type): at most 255 bytes
 
 
 def preserved_props(msg: Incoming) -> Props:
@@ -68,23 +70,34 @@ def nack(msg: Incoming, exc: HubError, now: datetime, *, message_id: str, type_n
          queue: str, encoding: str) -> Outgoing:
     """The negative acknowledgement for the sender's queue (schema protocols/hubmsg/hub.xsd)."""
     body = nack_xml(message_id if msg.props.message_id else "", type_name, exc, now, encoding)
-    p = Props(message_id=f"nack.{message_id}", type="hub.nack", correlation_id=msg.props.message_id,
+    p = Props(message_id=nack_id(message_id), type="hub.nack", correlation_id=msg.props.message_id,
               content_type="application/xml", content_encoding=encoding, app_id="cs-hub",
               timestamp=int(now.timestamp()), delivery_mode=2,
               headers={ev.H_REASON_CODE: str(exc.reason), ev.H_SOURCE: "hub"})
     return Outgoing(ev.DELIVER_EXCHANGE, queue, p, body)
 
 
+def nack_id(message_id: str) -> str:
+    """The nack's own message_id: deterministic (a redelivered refusal is deduplicated by the
+    receiver), and within AMQP's 255-byte short string even for a refused 255-byte id, whose
+    plain "nack." prefix pika cannot encode (that crashed the hop on every redelivery)."""
+    plain = f"nack.{message_id}"
+    if len(plain.encode("utf-8")) <= MAX_SHORTSTR:
+        return plain
+    return "nack.sha256." + hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def nack_xml(message_id: str, type_name: str | None, exc: HubError, now: datetime, encoding: str) -> bytes:
+    text = xmlwire.safe_text  # ids and types come from the sender: control characters, raw bytes
     root = etree.Element(f"{{{HUB_NS}}}Nack", nsmap={None: HUB_NS})
-    etree.SubElement(root, f"{{{HUB_NS}}}MessageId").text = message_id
+    etree.SubElement(root, f"{{{HUB_NS}}}MessageId").text = text(message_id)
     if type_name:
-        etree.SubElement(root, f"{{{HUB_NS}}}MessageType").text = type_name[:200]
+        etree.SubElement(root, f"{{{HUB_NS}}}MessageType").text = text(type_name)[:200]
     etree.SubElement(root, f"{{{HUB_NS}}}ReasonCode").text = str(exc.reason)
     if exc.field:
-        etree.SubElement(root, f"{{{HUB_NS}}}Field").text = exc.field
-    etree.SubElement(root, f"{{{HUB_NS}}}Reason", lang="zh").text = exc.text_zh()
-    etree.SubElement(root, f"{{{HUB_NS}}}Reason", lang="en").text = (
+        etree.SubElement(root, f"{{{HUB_NS}}}Field").text = text(exc.field)
+    etree.SubElement(root, f"{{{HUB_NS}}}Reason", lang="zh").text = text(exc.text_zh())
+    etree.SubElement(root, f"{{{HUB_NS}}}Reason", lang="en").text = text(
         f"Message {message_id or '(without message_id)'}: {exc.detail}")
     etree.SubElement(root, f"{{{HUB_NS}}}Retryable").text = "false"
     etree.SubElement(root, f"{{{HUB_NS}}}RefusedAt").text = now.astimezone(UTC).isoformat()

@@ -70,12 +70,18 @@ class Pipeline:
         props = msg.props
         headers = props.headers or {}
         trusted = not msg.from_node_publish
+        if not trusted:  # a node's own x-hub-* headers mean nothing: not even to a route's header predicate
+            headers = {k: v for k, v in headers.items() if not str(k).startswith("x-hub-")}
         user = headers.get(ev.H_ORIGIN_USER) if trusted else props.user_id
         attempt = int(headers.get(ev.H_ATTEMPT, 1)) if trusted else 1
         node = self.cfg.directory.by_user.get(self.settings.node_user(user) or "")
-        mid = props.message_id or ""
-        out = Outcome(msg, Verdict.delivered, mid or _synthetic_id(msg.body), props.type, node.code if node else None,
-                      correlation_id=props.correlation_id, attempts=attempt, config_version=self.table.version)
+        # pika hands over a short string that is not valid UTF-8 as bytes: such an id or type is
+        # treated as absent (refused below), never carried into the journal, logs or the nack.
+        mid = props.message_id if isinstance(props.message_id, str) else ""
+        type_name = props.type if isinstance(props.type, str) else None
+        corr = props.correlation_id if isinstance(props.correlation_id, str) else None
+        out = Outcome(msg, Verdict.delivered, mid or _synthetic_id(msg.body), type_name, node.code if node else None,
+                      correlation_id=corr, attempts=attempt, config_version=self.table.version)
         route = None
         try:
             if node is None:
@@ -86,9 +92,8 @@ class Pipeline:
                 raise RejectedMessage(f"AMQP user {user!r} is not a configured node.",
                                       reason=ReasonCode.UNKNOWN_NODE, field="user_id", value=user)
             if not mid or len(mid) > MAX_MESSAGE_ID or not mid.isprintable():
-                raise RejectedMessage(f"message_id must be 1-{MAX_MESSAGE_ID} printable characters.",
+                raise RejectedMessage(f"message_id must be 1-{MAX_MESSAGE_ID} printable UTF-8 characters.",
                                       reason=ReasonCode.MISSING_PROPERTY, field="message_id", value=mid or None)
-            type_name = props.type
             mtype = self.cfg.catalogue.types.get(type_name or "")
             if mtype is None or mtype.produced_by_hub:
                 raise RejectedMessage(f"Message type {type_name!r} is not accepted from nodes; see the "

@@ -58,7 +58,9 @@ def decode_text(data: bytes, content_encoding: str | None) -> tuple[str, str]:
     GBK are refused too: GBK would decode them into mojibake without an error.
     """
     prop = normalise_encoding(content_encoding)
-    decl = normalise_encoding(declared_xml_encoding(data))
+    # The declaration follows a byte order mark: read it there too, or a BOM would hide a
+    # declared GBK from the mismatch checks below.
+    decl = normalise_encoding(declared_xml_encoding(data.removeprefix(b"\xef\xbb\xbf")))
     if prop and decl and prop != decl:
         raise RejectedMessage(
             f"content_encoding says {prop} but the XML declaration says {decl}; declare one encoding.",
@@ -109,6 +111,13 @@ def parse(data: bytes, content_encoding: str | None = None, *, max_bytes: int | 
     # Parse the already-decoded text re-encoded as UTF-8 without its declaration, so that
     # lxml never applies a second, possibly different, decoding.
     body = _DECL_TEXT.sub("", text, count=1)
+    if _ANOTHER_DECL.match(body):
+        # A second declaration would become the first for lxml, which would then decode the
+        # UTF-8 we hand it as whatever that one names: other text than the one checked here.
+        raise RejectedMessage(
+            "The payload has more than one XML declaration; only one, at the very start, is allowed.",
+            reason=ReasonCode.XML_MALFORMED,
+        )
     try:
         root = etree.fromstring(body.encode("utf-8"), _PARSER)
     except etree.XMLSyntaxError as exc:
@@ -120,6 +129,20 @@ def parse(data: bytes, content_encoding: str | None = None, *, max_bytes: int | 
 
 
 _DECL_TEXT = re.compile(r"^\s*<\?xml[^>]*\?>")
+_ANOTHER_DECL = re.compile(r"\s*<\?xml\s")  # not <?xml-stylesheet ...?>, a legitimate PI
+
+
+#: Characters XML 1.0 cannot carry at all (section 2.2 "Char"), not even as references.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def safe_text(value) -> str:
+    """`value` as element text that lxml accepts: a sender's message_id or type may hold control
+    characters or undecodable bytes (pika hands invalid UTF-8 over as bytes); each such
+    character becomes U+FFFD instead of failing the whole refusal."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return _NOT_XML_CHAR.sub("\ufffd", str(value))
 
 
 def serialise(root, encoding: str = "utf-8") -> bytes:

@@ -61,6 +61,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def hub_headers(props: pika.BasicProperties) -> dict:
+    """The dead letter's headers, without x-hub-* ones the hub did not write.
+
+    When the broker dead-lettered a node's own publish (it expired in hub.in, or hit the
+    delivery limit there), every header is the node's: a node could name another sender, a
+    reason, or an original route straight into another node's queue. The hub never
+    re-publishes with user_id (nor with an expiration), so user_id, or an expiry out of hub.in
+    (x-death's first entry: the broker keeps its queue and reason), marks such a message.
+    """
+    headers = dict(props.headers or {})
+    deaths = headers.get("x-death")
+    first = _plain(deaths[0]) if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
+    if props.user_id or (first.get("queue") == ev.HUB_QUEUE and first.get("reason") == "expired"):
+        headers = {k: v for k, v in headers.items() if not str(k).startswith("x-hub-")}
+    return headers
+
+
 def decode_payload(body: bytes, content_encoding: str | None) -> tuple[str, str]:
     """(text, encoding used): the declared encoding, then the XML declaration, then UTF-8, then GB18030."""
     candidates = []
@@ -123,7 +140,7 @@ class DeadLetter:
 
     @classmethod
     def from_delivery(cls, props: pika.BasicProperties, body: bytes) -> DeadLetter:
-        headers = dict(props.headers or {})
+        headers = hub_headers(props)
         plain = _plain(headers)
         digest = hashlib.sha256(f"{props.message_id}\0{plain.get(ev.H_DEAD_AT)}\0".encode() + body).hexdigest()[:20]
         text, enc = decode_payload(body, props.content_encoding)
@@ -161,8 +178,8 @@ class DeadLetter:
 
 def replay_properties(props: pika.BasicProperties, replay_id: str) -> pika.BasicProperties:
     """The dead letter's properties for its replay: failure headers removed, attempts reset."""
-    headers = {k: v for k, v in (props.headers or {}).items() if k not in _FAILURE_HEADERS}
-    if props.user_id and ev.H_ORIGIN_USER not in headers:
+    headers = {k: v for k, v in hub_headers(props).items() if k not in _FAILURE_HEADERS}
+    if props.user_id:
         headers[ev.H_ORIGIN_USER] = props.user_id  # the broker vouched for it when it was first published
     headers[ev.H_ATTEMPT] = 1
     headers[ev.H_REPLAY] = replay_id
