@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.store import JSONDoc, Store, UTCDateTime
+from hub.store.journal import executemany
 
 metadata = MetaData()
 
@@ -167,6 +168,9 @@ class Ledger:
             "part_states": f"UPDATE smpp_parts SET state = {p}, error = {p} WHERE business_ref = {p} AND part_index = {p}",
             "finals": f"UPDATE smpp_messages SET status = {p}, final_at = {p} WHERE business_ref = {p}",
         }
+        # Built once: hub.store.journal.executemany caches the compiled form per statement object.
+        self._receipts_insert = receipts.insert()
+        self._outbox_insert = _insert(self.dialect, outbox).on_conflict_do_nothing()
 
     def ts(self, value: datetime):
         """A time as the driver takes it for a UTCDateTime column (see hub/store/schema.py)."""
@@ -185,13 +189,13 @@ class Ledger:
                 if rows:
                     conn.exec_driver_sql(self._sql[key], rows)
             if c.receipts:
-                conn.execute(receipts.insert(), c.receipts)
+                executemany(conn, self._receipts_insert, c.receipts)
             if c.receipts_gone:
                 conn.execute(delete(receipts).where(receipts.c.id.in_(c.receipts_gone)))
             if c.receipts_unknown:
                 conn.execute(update(receipts).where(receipts.c.id.in_(c.receipts_unknown)).values(status="unknown"))
             if c.outbox:
-                conn.execute(_insert(self.dialect, outbox).on_conflict_do_nothing(), c.outbox)
+                executemany(conn, self._outbox_insert, c.outbox)
             if c.outbox_done:
                 conn.execute(delete(outbox).where(outbox.c.id.in_(c.outbox_done)))
             if c.surveys:
