@@ -360,14 +360,15 @@ class HopWorker:
         self.stats["commits"] += 1
         self.metrics.commit.observe(time.perf_counter() - lane.commit_sent)
         self.metrics.observe(batch)
-        # Start the lane's next transaction first, so the broker works on it while we record this one.
+        # The journal learns of the batch before its ids leave _inflight_ids: the dedupe of the
+        # next batch (this lane's, flushed just below) must find them, in the store or pending.
+        self.journal.submit([self._entry(o, now) for o in batch])
         self._inflight_ids.difference_update(o.message_id for o in batch)
+        # Start the lane's next transaction now, so the broker works on it while we log this one.
         if lane.pending:
             self._flush(lane)
-        entries = []
         for o in batch:
             self.stats[o.verdict.value] += 1
-            entries.append(self._entry(o, now))
             if o.verdict == Verdict.dead_lettered:
                 log.warning("dead-lettered", extra={"message_id": o.message_id, "type": o.type, "source": o.source,
                                                     "reason_code": str(o.error.reason) if o.error else None,
@@ -375,7 +376,6 @@ class HopWorker:
             elif o.verdict == Verdict.retrying:
                 log.info("retrying", extra={"message_id": o.message_id, "attempt": o.attempts,
                                             "reason_code": str(o.error.reason) if o.error else None})
-        self.journal.submit(entries)  # written by the journal thread; pending ids count as delivered
         for flow in self.flows:
             try:
                 flow.after_commit(batch, now)

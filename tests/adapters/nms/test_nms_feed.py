@@ -98,11 +98,14 @@ def test_faults_raised_repeated_cleared_across_restarts(settings, nms_topology, 
         for c, msgs in got.items():
             ids = [m for m, _, _ in msgs]
             assert len(ids) == len(set(ids)), f"node {c} was told twice: {ids}"
-        assert [(s, ref) for _, s, ref in got["44"]] == [
+        # The hub's lanes commit independently, so notices published moments apart may arrive in
+        # either order (docs/nms.md: receivers order a fault's notices by their time); the set of
+        # notices each province gets is exact.
+        assert sorted((s, ref) for _, s, ref in got["44"]) == sorted([
             ("open", "F1"), ("open", "F1"), ("open", "F2"), ("closed", "F2"),
-            ("closed", "F1"), ("open", "F1"), ("open", "F4")]
-        assert [(s, ref) for _, s, ref in got["11"]] == [("open", "F2"), ("closed", "F2")]
-        assert [m for m, _, _ in got["99"]] == [m for m, _, _ in got["44"]]
+            ("closed", "F1"), ("open", "F1"), ("open", "F4")])
+        assert sorted((s, ref) for _, s, ref in got["11"]) == [("closed", "F2"), ("open", "F2")]
+        assert sorted(m for m, _, _ in got["99"]) == sorted(m for m, _, _ in got["44"])
         # one announcement id per fault occurrence: F1 (first), F2, F1 (raised again), F4
         assert len({m.split(".")[1] for m, _, _ in got["44"]}) == 4
 
