@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -211,6 +212,7 @@ def main() -> None:
     finally:
         admin.delete_vhost(vhost)
         drop_prefixed_users(admin, settings)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -281,6 +282,7 @@ def main() -> None:
             hub_proc.wait(20)
         admin.delete_vhost(vhost)
         drop_bench_users(admin, settings)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

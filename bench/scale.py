@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,6 +156,7 @@ def main() -> None:
         pg.dispose()
         admin.delete_vhost(vhost)
         drop_prefixed_users(admin, settings)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
