@@ -53,7 +53,7 @@ class HopJournal:
         self._waiting: dict[str, list] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self.stats = {"written": 0, "dropped_no_row": 0, "dropped_backlog": 0, "failures": 0}
+        self.stats = {"written": 0, "dropped_no_row": 0, "dropped_backlog": 0, "failures": 0, "passes": 0}
         self._thread = threading.Thread(target=self._run, name=f"hop-journal-{name}", daemon=True)
         self._thread.start()
 
@@ -99,6 +99,7 @@ class HopJournal:
             self._wake.clear()
             try:
                 self._write_all()
+                self.stats["passes"] += 1
                 backoff = 0.2
             except Exception as exc:  # the store is down or broken: keep the hops, try again later
                 self.stats["failures"] += 1

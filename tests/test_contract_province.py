@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pika
 import pytest
+from waiting import wait_until
 
 HUBNS = "{urn:cs-hub:hub:1}"
 
@@ -33,14 +34,12 @@ def _connect(settings, code, passwords):
 
 
 def _next(ch, queue, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def one():
         m, p, b = ch.basic_get(queue, auto_ack=False)
         if m:
             ch.basic_ack(m.delivery_tag)
             return p, b
-        time.sleep(0.02)
-    raise AssertionError(f"nothing arrived in {queue} within {timeout}s")
+    return wait_until(one, timeout, 0.02, f"a message arrives in {queue}")
 
 
 def test_plain_pika_provinces_exchange_a_notice_and_get_a_nack(hub_running):

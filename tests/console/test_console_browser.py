@@ -10,12 +10,10 @@ import tempfile
 import pytest
 from console_support import ARTIFACTS, PASSWORD, park
 from running_hub import HubThread, Node
+from selenium import webdriver  # a dev dependency: a missing install fails, never skips
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from waiting import wait_until
-
-selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")
