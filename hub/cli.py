@@ -322,40 +322,28 @@ def cmd_store_prune(args) -> int:
     return 0
 
 
-def cmd_smpp(args) -> int:
-    """`hub smpp ...`: adapters/smpp/commands.py. Loaded by name because the layer contract
-    (import-linter: protocols -> mappings -> hub -> adapters) forbids hub importing adapters."""
-    import importlib
-
-    return importlib.import_module("adapters.smpp.commands").main(args, _settings(args))
-
-
-def cmd_sftp(args) -> int:
-    """`hub sftp ...`: adapters/sftp/cli.py, loaded by name for the same reason as `hub smpp`."""
-    import importlib
-
-    return importlib.import_module("adapters.sftp.cli").main(args, _settings(args))
+#: The adapters' command modules (each has `main(args, settings)`), loaded by name: the layer
+#: contract (import-linter: protocols -> mappings -> hub -> adapters) forbids hub importing adapters.
+ADAPTER_COMMANDS = {
+    "smpp": "adapters.smpp.commands",
+    "sftp": "adapters.sftp.cli",
+    "wap": "adapters.wap.cli",
+    "nms": "adapters.nms.cli",
+    "soap": "adapters.soap.cli",
+}
 
 
-def cmd_wap(args) -> int:
-    """`hub wap ...`: adapters/wap/cli.py, loaded by name for the same reason as `hub smpp`."""
-    import importlib
+def _adapter_command(name: str):
+    def run(args) -> int:
+        import importlib
 
-    return importlib.import_module("adapters.wap.cli").main(args, _settings(args))
-
-
-def cmd_nms(args) -> int:
-    """`hub nms ...`: adapters/nms/cli.py, loaded by name for the same reason as `hub smpp`."""
-    import importlib
-
-    return importlib.import_module("adapters.nms.cli").main(args, _settings(args))
+        return importlib.import_module(ADAPTER_COMMANDS[name]).main(args, _settings(args))
+    run.__name__ = f"cmd_{name}"
+    run.__doc__ = f"`hub {name} ...`: {ADAPTER_COMMANDS[name]}.main"
+    return run
 
 
-def cmd_soap(args) -> int:
-    """`hub soap ...`: adapters/soap/cli.py, loaded by name for the same reason as `hub smpp`."""
-    import importlib
-
-    return importlib.import_module("adapters.soap.cli").main(args, _settings(args))
+cmd_smpp, cmd_sftp, cmd_wap, cmd_nms, cmd_soap = (_adapter_command(n) for n in ("smpp", "sftp", "wap", "nms", "soap"))
 
 
 def cmd_console(args) -> int:
