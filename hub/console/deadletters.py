@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from hub import envelope as ev
 from hub.console import audit
 from hub.settings import Settings
 from hub.store import Store
+from protocols import xmlwire
 from protocols.errors import HubError, TransientFailure
 
 log = logging.getLogger("hub.console.dlq")
@@ -44,7 +44,6 @@ log = logging.getLogger("hub.console.dlq")
 _FAILURE_HEADERS = (ev.H_REASON_CODE, ev.H_REASON, ev.H_REASON_ZH, ev.H_STAGE, ev.H_DEAD_AT, ev.H_ORIG_EXCHANGE,
                     ev.H_ORIG_RK, ev.H_ROUTE, ev.H_RETRY_TIER, "x-death", "x-first-death-exchange",
                     "x-first-death-queue", "x-first-death-reason", "x-delivery-count")
-_XML_DECL = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 MAX_SCAN = 10_000
 
 
@@ -83,9 +82,9 @@ def decode_payload(body: bytes, content_encoding: str | None) -> tuple[str, str]
     candidates = []
     if content_encoding:
         candidates.append(content_encoding)
-    m = _XML_DECL.match(body[:200])
-    if m:
-        candidates.append(m.group(1).decode("ascii"))
+    declared = xmlwire.declared_xml_encoding(body.removeprefix(b"\xef\xbb\xbf"))
+    if declared:
+        candidates.append(declared)
     candidates += ["utf-8", "gb18030"]
     for enc in candidates:
         try:
