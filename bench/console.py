@@ -19,7 +19,6 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from hop import measure_drain, preload_hub  # noqa: E402
+from hop import free_port, measure_drain, preload_hub  # noqa: E402
 
 from hub import topology as topo  # noqa: E402
 from hub.broker_admin import BrokerAdmin  # noqa: E402
@@ -105,12 +104,6 @@ def fill_journal(store_url: str, rows: int, codes: list[str]) -> None:
             progress(f"journal {min(rows, start + batch)}/{rows}")
         raw.execute("ANALYZE")
     store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def search_latency(settings: Settings, tmp: Path, rows: int, queries: int) -> list[float]:

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import pika
+from hop import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,12 +56,6 @@ TEXT = render("one_time_password", sign="中国移动", code="384912", minutes=5
 
 def progress(msg: str) -> None:
     print(f"[smpp] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Smsc:

@@ -7,7 +7,6 @@ as the hub parks them (hub.failures.dead_letter).
 
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import requests
 import uvicorn
 from console_support import ARTIFACTS, PASSWORD, park, queue_ids  # noqa: F401 (fixtures use them)
+from ports import free_port as _free_port
 from waiting import wait_until
 
 from hub.configuration import load_config
@@ -22,12 +22,6 @@ from hub.console.access import Role, Users
 from hub.console.app import ConsoleConfig, create_app
 from hub.flows.order_tracker import ensure_tables
 from hub.store import open_store
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunningConsole:

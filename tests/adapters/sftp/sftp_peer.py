@@ -20,15 +20,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ports import free_port
 from waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def keygen(path: Path, kind: str = "ed25519") -> Path:

@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ports import free_port
 from waiting import wait_until
 
 from adapters.smpp.config import SmppConfig
@@ -32,12 +33,6 @@ def ensure_installed() -> None:
         return
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(SMSC_DIR)], check=True,
                    capture_output=True, timeout=300)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def decode_part(entry: dict) -> tuple[tuple[int, int, int] | None, bytes]:
