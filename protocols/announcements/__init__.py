@@ -9,7 +9,7 @@ The pure protocol layer, one concept per module:
     transaction.py      submit, return, publish, close; replies, their return and acceptance;
                         reply deadlines as timer data (one table per conversation)
 
-It reuses the seed-003 plumbing of protocols.knowledge (xmlbinding, fieldrules, machine).
+It reuses the seed-003 plumbing of protocols.knowledge (xmlbinding, machine) and protocols/fieldrules.py.
 Nothing here does I/O, reads the clock or the environment; docs/knowledge.md (part B)
 describes the wire.
 """

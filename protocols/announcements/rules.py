@@ -43,7 +43,7 @@ from protocols.announcements.models import (
     Scope,
 )
 from protocols.errors import ReasonCode, RejectedMessage
-from protocols.knowledge.fieldrules import DEFAULT_MAX_FUTURE, FieldRules, aware, in_utc, iso
+from protocols.fieldrules import DEFAULT_MAX_FUTURE, FieldRules, aware, in_utc, iso
 
 F = FieldRules(FIELD_NAMES_ZH)
 

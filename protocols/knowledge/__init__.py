@@ -12,8 +12,8 @@ The pure protocol layer, one concept per module:
     versions.py     version sync: per-recipient verdicts, HQ's catalog, the sync difference
     structure.py    the knowledge structure (category tree) and its mounting
     machine.py      the Event base and the transition-table lookup (shared with announcements)
-    fieldrules.py   single-field checks naming fields in Chinese (shared with announcements)
     xmlbinding.py   model <-> XML mapping rule (shared with announcements)
 
+Single-field checks are protocols/fieldrules.py (shared with announcements and orders).
 Nothing here does I/O, reads the clock or the environment; docs/knowledge.md describes the wire.
 """

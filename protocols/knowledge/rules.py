@@ -33,8 +33,8 @@ import re
 from datetime import datetime, timedelta
 
 from protocols.errors import ReasonCode, RejectedMessage
+from protocols.fieldrules import DEFAULT_MAX_FUTURE, FieldRules, in_utc
 from protocols.knowledge import structure
-from protocols.knowledge.fieldrules import DEFAULT_MAX_FUTURE, FieldRules, in_utc
 from protocols.knowledge.models import (
     FIELD_NAMES_ZH,
     HQ_CODE,

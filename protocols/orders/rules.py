@@ -26,63 +26,48 @@ so a sender fixes its message top to bottom.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from protocols.errors import ReasonCode, RejectedMessage
+from protocols.fieldrules import DEFAULT_MAX_FUTURE, FieldRules, aware, iso
 from protocols.orders.categories import ComplaintCategories
 from protocols.orders.models import (
+    FIELD_NAMES_ZH,
     HOME,
     DispatchOrder,
     DispatchReceipt,
     ReceiptStatus,
     ReturnOrder,
     ReturnReceipt,
-    zh,
 )
 from protocols.orders.segments import MOBILE_RE, SegmentTable
 
-#: How far in the future a sender's timestamp may lie (clock skew between systems).
-DEFAULT_MAX_FUTURE = timedelta(minutes=10)
-
-# The patterns below are the ones of order.xsd; tests check both accept the same values.
-COMPANY_CODE_RE = re.compile(r"[0-9A-Za-z]{2,8}")
-SERIAL_RE = re.compile(r"[0-9A-Za-z-]{1,32}")
+# The patterns here and in protocols/fieldrules.py are the ones of order.xsd; tests check both
+# accept the same values.
 PHONE_RE = re.compile(r"\+?[0-9]+(?:-[0-9]+)*")
 PHONE_LENGTH = (5, 20)
 NAME_MAX = 50
 ISSUE_MAX = 2000
 RESULT_MAX = 2000
 REASON_MAX = 500
-_XS_SPACE = " \t\n\r"  # XML Schema's \s: the same white space for the XSD and for these rules
 
 
-def _refuse(field: str, value: object, problem: str, fix: str,
-            reason: ReasonCode = ReasonCode.FIELD_INVALID) -> RejectedMessage:
-    return RejectedMessage(
-        f"{field} ({zh(field)}) {value!r} {problem}. {fix}",
-        reason=reason, field=field, value=value,
-    )
-
-
-def _aware(now: datetime) -> datetime:
-    if now.utcoffset() is None:
-        raise ValueError("now must be a time-zone aware datetime (the hub passes UTC)")
-    return now.astimezone(UTC)
+#: The single-field checks shared with knowledge and announcements, naming fields in Chinese.
+F = FieldRules(FIELD_NAMES_ZH)
+_refuse = F.refuse
+_aware = aware
+_iso = iso
 
 
 # ----------------------------------------------------------------------------- single fields
 
 
 def check_company_code(value: str, field: str = "CompanyCode") -> None:
-    if not (isinstance(value, str) and COMPANY_CODE_RE.fullmatch(value)):
-        raise _refuse(field, value, "is not a company code",
-                      "Use the node code of config/nodes.yaml: 2-8 letters or digits, e.g. 44.")
+    F.company_code(value, field)
 
 
 def check_serial(value: str, field: str = "SerialNumber") -> None:
-    if not (isinstance(value, str) and SERIAL_RE.fullmatch(value)):
-        raise _refuse(field, value, "is not a serial number",
-                      "Use 1-32 letters, digits or hyphens, unique per sender, e.g. 20240611-000123.")
+    F.serial(value, field)
 
 
 def check_mobile(value: str, field: str = "CustomerMobile") -> None:
@@ -101,23 +86,12 @@ def check_phone(value: str, field: str) -> None:
 
 def check_name(value: str, field: str) -> None:
     """A person's or company's name: 1-50 characters on one line, no surrounding white space."""
-    if not isinstance(value, str) or not value or value[0] in _XS_SPACE or value[-1] in _XS_SPACE:
-        raise _refuse(field, value, "is empty or starts or ends with white space",
-                      "Send the name without surrounding spaces.")
-    if "\n" in value or "\r" in value:
-        raise _refuse(field, value, "spans several lines", "Send the name on one line.")
-    if len(value) > NAME_MAX:
-        raise _refuse(field, value, f"has {len(value)} characters, more than {NAME_MAX}",
-                      f"Shorten it to {NAME_MAX} characters.")
+    F.line(value, field, NAME_MAX)
 
 
 def check_text(value: str, field: str, max_length: int) -> None:
     """A free text: 1..max_length characters (counted as characters, not bytes), not blank."""
-    if not isinstance(value, str) or not value.strip(_XS_SPACE):
-        raise _refuse(field, value, "is empty", "Write the text; white space alone is not a text.")
-    if len(value) > max_length:
-        raise _refuse(field, f"{value[:20]}...", f"has {len(value)} characters, more than {max_length}",
-                      f"Shorten it to {max_length} characters (Chinese characters count one each).")
+    F.text(value, field, max_length)
 
 
 def check_category(value: str, categories: ComplaintCategories, field: str = "ComplaintCategory") -> None:
@@ -128,29 +102,13 @@ def check_category(value: str, categories: ComplaintCategories, field: str = "Co
 
 def to_utc(value: datetime, field: str) -> datetime:
     """The timestamp in UTC; a naive timestamp is refused (a deadline needs a zone)."""
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise _refuse(field, value.isoformat() if isinstance(value, datetime) else value,
-                      "has no time zone",
-                      "Send the time with its offset, e.g. 2024-06-11T10:00:00+08:00 (China) or ...Z (UTC).")
-    return value.astimezone(UTC)
+    return F.zoned(value, field)
 
 
 def check_not_future(value: datetime, field: str, *, now: datetime,
                      max_future: timedelta = DEFAULT_MAX_FUTURE) -> None:
     """`value` (aware) may be at most `max_future` after `now`: clock skew, not time travel."""
-    now_utc = _aware(now)
-    if value.astimezone(UTC) > now_utc + max_future:
-        raise _refuse(field, _iso(value),
-                      f"lies more than {_minutes(max_future)} after the hub's time {_iso(now_utc)}",
-                      "Check the sending system's clock (NTP) and resend.")
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
-
-
-def _minutes(delta: timedelta) -> str:
-    return f"{delta.total_seconds() / 60:g} minutes"
+    F.not_future(value, field, now=now, max_future=max_future)
 
 
 def _times(model, fields: dict[str, str]) -> dict[str, datetime]:
