@@ -21,8 +21,6 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import pika
-import pika.exceptions
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
@@ -31,11 +29,11 @@ from adapters.nms.table import FeedTables
 from hub import envelope as ev
 from hub import failures
 from hub.envelope import Incoming, Outgoing, Props
+from hub.job_bus import Bus
 from hub.settings import Settings
-from hub.worker import to_pika
 from protocols import xmlwire
 from protocols.announcements import wire as announcement_wire
-from protocols.errors import HubError, ReasonCode, RejectedMessage, TransientFailure
+from protocols.errors import HubError, RejectedMessage, TransientFailure
 from protocols.nms import faults
 from protocols.nms.faults import Action, Decision, FaultState, Severity
 from protocols.sms.wire import SmsSend, send_tree
@@ -45,57 +43,6 @@ log = logging.getLogger("adapters.nms")
 NODE = "NMS"
 QUEUE = f"node.{NODE}"
 SEVERITY_ORDER = [Severity.warning, Severity.minor, Severity.major, Severity.critical]
-
-
-class _Bus:
-    """A BlockingConnection with publisher confirms; broker trouble becomes TransientFailure."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.params = pika.URLParameters(settings.amqp_url_for_vhost())
-        self.params.client_properties = {"connection_name": "cs-hub nms"}
-        self.params.heartbeat = settings.hop.heartbeat_s
-        self.conn = None
-        self.ch = None
-
-    def channel(self):
-        if self.ch is None or not self.ch.is_open or not self.conn.is_open:
-            self.close()
-            try:
-                self.conn = pika.BlockingConnection(self.params)
-                self.ch = self.conn.channel()
-                self.ch.confirm_delivery()
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                raise TransientFailure(f"cannot reach RabbitMQ for the NMS feed ({type(exc).__name__}); retrying",
-                                       reason=ReasonCode.PARTNER_UNAVAILABLE) from exc
-        return self.ch
-
-    def publish(self, outs: list[Outgoing]) -> None:
-        """Returns when the broker confirmed every one; raises TransientFailure otherwise."""
-        ch = self.channel()
-        try:
-            for out in outs:
-                ch.basic_publish(out.exchange, out.routing_key, out.body, to_pika(out.props), mandatory=True)
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            self.close()
-            raise TransientFailure(f"the broker did not confirm the NMS feed's publications ({type(exc).__name__})",
-                                   reason=ReasonCode.PARTNER_UNAVAILABLE) from exc
-
-    def take(self, queue: str, limit: int = 100) -> list[tuple]:
-        ch, got = self.channel(), []
-        for _ in range(limit):
-            method, props, body = ch.basic_get(queue, auto_ack=True)
-            if method is None:
-                break
-            got.append((props, body))
-        return got
-
-    def close(self) -> None:
-        try:
-            if self.conn is not None and self.conn.is_open:
-                self.conn.close()
-        except Exception:  # closing a broken connection
-            pass
-        self.conn = self.ch = None
 
 
 class NmsFeed:
@@ -111,12 +58,12 @@ class NmsFeed:
         self.clock = clock
         self.after_publish = after_publish    # a test seam: simulate a crash after the confirms
         self.origin_user = settings.broker_user(f"node-{NODE}")
-        self.bus = _Bus(settings)
+        self.bus = Bus(settings, queue=QUEUE, name="cs-hub nms")  # QUEUE: the feed's node queue, for nacks
         self.stats = {"rows": 0, "announced": 0, "closed": 0, "skipped": 0, "refused": 0, "nacks": 0}
         self._stop = threading.Event()
 
     def health(self) -> dict:
-        return {"adapter": "nms", "connected": self.bus.conn is not None and self.bus.conn.is_open, **self.stats}
+        return {"adapter": "nms", "connected": self.bus.health["connected"], **self.stats}
 
     # -- one round ----------------------------------------------------------------------------------
 
@@ -192,15 +139,22 @@ class NmsFeed:
                        exchange="nms", routing_key=self.config.table)
         return failures.dead_letter(msg, exc, now, message_id=mid, attempts=1, stage="adapter.nms", source=NODE)
 
-    def _drain_nacks(self) -> None:
-        for props, _body in self.bus.take(QUEUE):
-            if props.type != "hub.nack":   # e.g. an announcement to group "all": not for the feed
-                log.info("ignored a %s on %s", props.type, QUEUE, extra={"message_id": props.message_id})
-                continue
-            self.stats["nacks"] += 1
-            reason = (props.headers or {}).get(ev.H_REASON_CODE)
-            log.error("the hub refused an NMS notice; it is in hub.dlq",
-                      extra={"message_id": props.correlation_id, "reason": reason, "type": props.type})
+    def _drain_nacks(self, limit: int = 100) -> None:
+        for _ in range(limit):
+            msg = self.bus.get()
+            if msg is None:
+                return
+            self._on_node_message(msg.props)
+            self.bus.ack(msg)
+
+    def _on_node_message(self, props) -> None:
+        if props.type != "hub.nack":   # anything else is not for the feed
+            log.info("ignored a %s on %s", props.type, QUEUE, extra={"message_id": props.message_id})
+            return
+        self.stats["nacks"] += 1
+        reason = (props.headers or {}).get(ev.H_REASON_CODE)
+        log.error("the hub refused an NMS notice; it is in hub.dlq",
+                  extra={"message_id": props.correlation_id, "reason": reason, "type": props.type})
 
     # -- the loop -----------------------------------------------------------------------------------
 

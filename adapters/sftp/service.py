@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters.sftp import engine, records
-from adapters.sftp.bus import Bus
 from adapters.sftp.config import SftpFile, check_against_nodes, report_rules
 from adapters.sftp.engine import Progress, VersionTaken, sha256_file
 from adapters.sftp.records import TransferRecord
@@ -47,6 +46,7 @@ from adapters.sftp.session import SftpSession
 from hub import envelope as ev
 from hub import failures
 from hub.envelope import Incoming, Outgoing, Props
+from hub.job_bus import Bus
 from hub.nodes import Directory
 from hub.settings import Settings
 from hub.store import Hop, JournalEntry, JournalStatus, Store
@@ -113,7 +113,7 @@ class SftpAdapter:
         self.store = store
         self.directory = directory
         self.rules: list[ReportRule] = report_rules(cfg, directory)
-        self.bus = bus or Bus(settings, queue=JOB_QUEUE)
+        self.bus = bus or Bus(settings, queue=JOB_QUEUE, name="cs-hub sftp")
         self.clock = clock or (lambda: datetime.now(UTC))
         self.on_progress = on_progress
         self.tiers = [t.name for t in settings.retry_tiers]

@@ -1,4 +1,5 @@
-"""The SFTP adapter's broker side: take jobs from adapter.sftp, publish with confirms, ack last.
+"""A single-threaded adapter's broker side (SFTP, NMS): take jobs one at a time, publish with
+confirms, ack last. (A streaming adapter with a send window uses hub/adapter_bus.py.)
 
 Owns: one pika BlockingConnection (the adapter is single-threaded: a transfer runs between
 two calls here, and `keepalive()` serves heartbeats during a long one), basic_get of one job
@@ -24,13 +25,13 @@ from hub.settings import Settings
 from hub.worker import to_pika, to_props
 from protocols.errors import ReasonCode, TransientFailure
 
-log = logging.getLogger("adapters.sftp.bus")
+log = logging.getLogger("hub.job_bus")
 
 _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
 
 
 class Bus:
-    def __init__(self, settings: Settings, *, queue: str, name: str = "cs-hub sftp") -> None:
+    def __init__(self, settings: Settings, *, queue: str, name: str) -> None:
         self.queue = queue
         self.params = pika.URLParameters(settings.amqp_url_for_vhost())
         self.params.heartbeat = settings.hop.heartbeat_s
@@ -51,7 +52,8 @@ class Bus:
             ch.confirm_delivery()
         except _AMQP_ERRORS as exc:
             self.health["connected"] = False
-            raise TransientFailure(f"cannot reach RabbitMQ for the SFTP adapter ({type(exc).__name__}); retrying",
+            raise TransientFailure(f"cannot reach RabbitMQ for {self.params.client_properties['connection_name']} "
+                                   f"({type(exc).__name__}); retrying",
                                    reason=ReasonCode.PARTNER_UNAVAILABLE) from exc
         self._ch = ch
         self.health["connected"] = True
@@ -67,7 +69,8 @@ class Bus:
             for out in outs:
                 ch.basic_publish(out.exchange, out.routing_key, out.body, to_pika(out.props), mandatory=True)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
-            raise TransientFailure(f"RabbitMQ did not take a message of the SFTP adapter ({type(exc).__name__}: "
+            raise TransientFailure(f"RabbitMQ did not take a message of {self.params.client_properties['connection_name']} "
+                                   f"({type(exc).__name__}: "
                                    f"{out.routing_key}); check that `hub topology apply` created the queues",
                                    reason=ReasonCode.PARTNER_UNAVAILABLE) from exc
         except _AMQP_ERRORS as exc:
