@@ -31,7 +31,8 @@ _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
 
 
 class Bus:
-    def __init__(self, settings: Settings, *, queue: str, name: str) -> None:
+    def __init__(self, settings: Settings, *, queue: str | None, name: str) -> None:
+        """`queue`: where `get` takes jobs from (None for a bus that only publishes)."""
         self.queue = queue
         self.params = pika.URLParameters(settings.amqp_url_for_vhost())
         self.params.heartbeat = settings.hop.heartbeat_s
@@ -81,6 +82,8 @@ class Bus:
 
     def get(self) -> Incoming | None:
         """The next job, unacknowledged, or None when the queue is empty."""
+        if self.queue is None:
+            raise ValueError(f"{self.params.client_properties['connection_name']} only publishes; it has no queue")
         ch = self._channel()
         try:
             method, props, body = ch.basic_get(self.queue, auto_ack=False)

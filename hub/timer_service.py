@@ -18,11 +18,9 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import pika
-
+from hub.job_bus import Bus
 from hub.settings import Settings
 from hub.store import Store
-from hub.worker import to_pika
 
 log = logging.getLogger("hub.timers")
 
@@ -40,15 +38,7 @@ class TimerService:
         self.lease_s = lease_s
         self.fired = 0
         self._stop = threading.Event()
-        self._conn = None
-        self._ch = None
-
-    def _channel(self):
-        if self._ch is None or not self._ch.is_open:
-            self._conn = pika.BlockingConnection(pika.URLParameters(self.settings.amqp_url_for_vhost()))
-            self._ch = self._conn.channel()
-            self._ch.confirm_delivery()
-        return self._ch
+        self.bus = Bus(settings, queue=None, name=f"cs-hub timers {owner}")  # publishes only
 
     def tick(self, now: datetime | None = None) -> int:
         """Fire every due timer once; returns how many fired."""
@@ -66,9 +56,7 @@ class TimerService:
                     done.append(t.key)
                     continue
                 outs = flow.on_timer(t, now)
-                ch = self._channel()
-                for out in outs:
-                    ch.basic_publish(out.exchange, out.routing_key, out.body, to_pika(out.props))
+                self.bus.publish(outs)   # confirmed, or TransientFailure: the timer is not marked fired
                 done.append(t.key)
                 log.info("timer fired", extra={"timer": t.key, "published": len(outs)})
             self.store.mark_fired(done, owner=self.owner)
@@ -81,9 +69,11 @@ class TimerService:
                 self.tick()
             except Exception:
                 log.exception("timer pass failed; retried at the next interval")
-                self._ch = None
-        if self._conn is not None and self._conn.is_open:
-            self._conn.close()
+        self.bus.close()
+
+    def close(self) -> None:
+        """Close the broker connection (for a service ticked by hand, not run())."""
+        self.bus.close()
 
     def stop(self) -> None:
         self._stop.set()

@@ -30,8 +30,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "protocols"
 def ticker(settings, hub):
     service = TimerService(settings, hub.proc.store, hub.proc.flows, owner=f"ticker-{uuid.uuid4().hex[:6]}")
     yield service
-    if service._conn is not None and service._conn.is_open:
-        service._conn.close()
+    service.close()
 
 
 def tree(version: int) -> CategoryTree:

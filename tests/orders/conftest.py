@@ -181,9 +181,7 @@ class Ticker:
         return self.service.tick(now)
 
     def close(self) -> None:
-        ch = self.service._ch
-        if ch is not None and self.service._conn.is_open:
-            self.service._conn.close()
+        self.service.close()
 
 
 @pytest.fixture
