@@ -78,4 +78,3 @@ class Outgoing:
     routing_key: str
     props: Props
     body: bytes
-    headers_extra: dict | None = None  # merged into props.headers at publish

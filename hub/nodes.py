@@ -149,6 +149,3 @@ class Directory:
         if group_or_code in self.by_code:
             return [group_or_code]
         raise KeyError(group_or_code)
-
-    def is_member(self, code: str, group_or_code: str) -> bool:
-        return code == group_or_code or code in self.groups.get(group_or_code, ())

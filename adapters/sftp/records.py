@@ -159,16 +159,6 @@ def save(store: Store, rec: TransferRecord) -> None:
                                                set_={k: ins.excluded[k] for k in values if k != "key"}))
 
 
-def by_content(store: Store, node: str, direction: str, base_name: str, sha256: str) -> TransferRecord | None:
-    """The transfer of this very content under this name, if there was one (idempotence)."""
-    c = transfers.c
-    with store.transaction(write=False) as conn:
-        row = conn.execute(select(transfers).where(and_(
-            c.node == node, c.direction == direction, c.base_name == base_name, c.sha256 == sha256))
-            .order_by(c.version.desc()).limit(1)).first()
-    return _record(row) if row else None
-
-
 def by_local_file(store: Store, node: str, local_path: str, size: int, mtime_ns: int) -> TransferRecord | None:
     """An upload recorded for this local file while it had this size and mtime (no need to hash it again)."""
     c = transfers.c

@@ -183,12 +183,6 @@ def write_versions(conn: Connection, changes: Mapping[tuple[str, str], ItemVersi
         conn.execute(stmt, part)
 
 
-def held_by(conn: Connection, recipient: str) -> dict[str, ItemVersions]:
-    """Everything the hub delivered to (or designated for) one recipient: item -> versions."""
-    q = select(knowledge_sync).where(knowledge_sync.c.recipient == recipient)
-    return {r.item_id: ItemVersions(r.delivered, r.confirmed, r.revoked) for r in conn.execute(q)}
-
-
 def catalog_for(conn: Connection, recipient: str) -> Catalog:
     """HQ's published knowledge for one recipient: the live items and tombstones designated for it."""
     j = knowledge_items.join(knowledge_sync, knowledge_sync.c.item_id == knowledge_items.c.item_id)

@@ -15,8 +15,7 @@ from protocols.errors import ReasonCode, RejectedMessage
 from protocols.smpp.text import split
 from protocols.sms.wire import SmsSend, read_send
 
-#: The purposes a template stands for (its name), and the one for free text without <Purpose>.
-TEMPLATE_PURPOSES = frozenset(STANDARD.by_name)
+#: The purpose of free text without <Purpose>.
 DEFAULT_PURPOSE = "other"
 SURVEY = "satisfaction_survey"
 

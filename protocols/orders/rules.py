@@ -29,7 +29,7 @@ import re
 from datetime import datetime, timedelta
 
 from protocols.errors import ReasonCode, RejectedMessage
-from protocols.fieldrules import DEFAULT_MAX_FUTURE, FieldRules, aware, iso
+from protocols.fieldrules import DEFAULT_MAX_FUTURE, FieldRules, iso
 from protocols.orders.categories import ComplaintCategories
 from protocols.orders.models import (
     FIELD_NAMES_ZH,
@@ -54,9 +54,6 @@ REASON_MAX = 500
 
 #: The single-field checks shared with knowledge and announcements, naming fields in Chinese.
 F = FieldRules(FIELD_NAMES_ZH)
-_refuse = F.refuse
-_aware = aware
-_iso = iso
 
 
 # ----------------------------------------------------------------------------- single fields
@@ -72,14 +69,14 @@ def check_serial(value: str, field: str = "SerialNumber") -> None:
 
 def check_mobile(value: str, field: str = "CustomerMobile") -> None:
     if not (isinstance(value, str) and MOBILE_RE.fullmatch(value)):
-        raise _refuse(field, value, "is not a mobile number",
+        raise F.refuse(field, value, "is not a mobile number",
                       "Send 11 digits starting with 13-19, without spaces or country code, e.g. 13901001234.")
 
 
 def check_phone(value: str, field: str) -> None:
     low, high = PHONE_LENGTH
     if not (isinstance(value, str) and low <= len(value) <= high and PHONE_RE.fullmatch(value)):
-        raise _refuse(field, value, "is not a phone number",
+        raise F.refuse(field, value, "is not a phone number",
                       f"Send {low}-{high} characters: digits, an optional leading + and single dashes "
                       "between digit groups, e.g. 010-12345678 or +86-20-87654321.")
 
@@ -96,7 +93,7 @@ def check_text(value: str, field: str, max_length: int) -> None:
 
 def check_category(value: str, categories: ComplaintCategories, field: str = "ComplaintCategory") -> None:
     if value not in categories:
-        raise _refuse(field, value, "is not a known complaint category",
+        raise F.refuse(field, value, "is not a known complaint category",
                       f"Use one of {', '.join(categories.codes)} (config/complaint_categories.yaml).")
 
 
@@ -126,11 +123,11 @@ def validate_dispatch(order: DispatchOrder, *, categories: ComplaintCategories, 
     check_serial(order.serial_number, "SerialNumber")
     receiver = order.to_company.code
     if isinstance(receiver, str) and receiver != HOME and receiver.upper() == HOME:
-        raise _refuse("ToCompany/Code", receiver, "looks like HOME in the wrong case",
+        raise F.refuse("ToCompany/Code", receiver, "looks like HOME in the wrong case",
                       "Write HOME in capitals to send the order to the customer's home province.")
     check_company_code(receiver, "ToCompany/Code")
     if receiver == order.company_code:
-        raise _refuse("ToCompany/Code", receiver, "is the sender's own company code (CompanyCode)",
+        raise F.refuse("ToCompany/Code", receiver, "is the sender's own company code (CompanyCode)",
                       "A dispatch order goes to another company; handle the complaint locally instead.")
     check_name(order.to_company.name, "ToCompany/Name")
     check_name(order.dispatcher_name, "DispatcherName")
@@ -152,16 +149,16 @@ def validate_dispatch(order: DispatchOrder, *, categories: ComplaintCategories, 
 def check_deadlines(dispatch_time: datetime, first: datetime, final: datetime) -> None:
     """FirstReplyDeadline > DispatchTime and FinalReplyDeadline >= FirstReplyDeadline (aware times)."""
     if not first > dispatch_time:
-        raise _refuse(
-            "FirstReplyDeadline", _iso(first),
-            f"is not later than DispatchTime (派单时间) {_iso(dispatch_time)}",
+        raise F.refuse(
+            "FirstReplyDeadline", iso(first),
+            f"is not later than DispatchTime (派单时间) {iso(dispatch_time)}",
             "Set the first-reply deadline after the dispatch time (ordinary complaints: 2 hours).",
             ReasonCode.DEADLINE_ORDER,
         )
     if final < first:
-        raise _refuse(
-            "FinalReplyDeadline", _iso(final),
-            f"is earlier than FirstReplyDeadline (初步答复时限要求) {_iso(first)}",
+        raise F.refuse(
+            "FinalReplyDeadline", iso(final),
+            f"is earlier than FirstReplyDeadline (初步答复时限要求) {iso(first)}",
             "Set the final-reply deadline at or after the first-reply deadline (ordinary complaints: 24 hours).",
             ReasonCode.DEADLINE_ORDER,
         )
@@ -178,7 +175,7 @@ def resolve_receiver(order: DispatchOrder, segments: SegmentTable) -> str:
         return code
     province = segments.home_province(order.customer_mobile)
     if province == order.company_code:
-        raise _refuse(
+        raise F.refuse(
             "ToCompany/Code", HOME,
             f"resolves to {province}, the sender's own province, from CustomerMobile (用户手机号) "
             f"{order.customer_mobile}",
@@ -196,7 +193,7 @@ def validate_return(ret: ReturnOrder, *, now: datetime,
     check_company_code(ret.company_code, "CompanyCode")
     check_company_code(ret.dispatch_company_code, "DispatchCompanyCode")
     if ret.company_code == ret.dispatch_company_code:
-        raise _refuse("CompanyCode", ret.company_code,
+        raise F.refuse("CompanyCode", ret.company_code,
                       "equals DispatchCompanyCode (派单公司编号): the originator cannot answer its own order",
                       "Send the return order as the company the order was dispatched to.")
     check_serial(ret.dispatch_serial_number, "DispatchSerialNumber")
@@ -217,12 +214,12 @@ def check_return_against_dispatch(ret: ReturnOrder, dispatch: DispatchOrder, rec
     """
     _check_reference(ret.key, dispatch)
     if ret.company_code != receiver:
-        raise _refuse("CompanyCode", ret.company_code,
+        raise F.refuse("CompanyCode", ret.company_code,
                       f"did not receive dispatch order {_key(dispatch)}, which was sent to {receiver}",
                       "Only the company the order was dispatched to can answer it.")
     if to_utc(ret.reply_time, "ReplyTime") < to_utc(dispatch.dispatch_time, "DispatchTime") - skew:
-        raise _refuse("ReplyTime", _iso(ret.reply_time),
-                      f"is earlier than the dispatch order's DispatchTime (派单时间) {_iso(dispatch.dispatch_time)}",
+        raise F.refuse("ReplyTime", iso(ret.reply_time),
+                      f"is earlier than the dispatch order's DispatchTime (派单时间) {iso(dispatch.dispatch_time)}",
                       "Check the replying system's clock and resend.", ReasonCode.DEADLINE_ORDER)
 
 
@@ -234,7 +231,7 @@ def validate_dispatch_receipt(receipt: DispatchReceipt, *, now: datetime,
     """Check the receiver's success mark (or rejection) for a dispatch order."""
     _check_receipt(receipt, now=now, max_future=max_future)
     if receipt.company_code == receipt.dispatch_company_code:
-        raise _refuse("CompanyCode", receipt.company_code,
+        raise F.refuse("CompanyCode", receipt.company_code,
                       "equals DispatchCompanyCode (派单公司编号): the originator cannot confirm its own order",
                       "Send the success mark as the company the order was dispatched to.")
     return receipt.model_copy(update=_times(receipt, {"received_time": "ReceivedTime"}))
@@ -245,7 +242,7 @@ def validate_return_receipt(receipt: ReturnReceipt, *, now: datetime,
     """Check the originator's success mark (or rejection) for a return order."""
     _check_receipt(receipt, now=now, max_future=max_future)
     if receipt.company_code != receipt.dispatch_company_code:
-        raise _refuse("CompanyCode", receipt.company_code,
+        raise F.refuse("CompanyCode", receipt.company_code,
                       f"is not DispatchCompanyCode (派单公司编号) {receipt.dispatch_company_code!r}: "
                       "only the originator confirms a return order",
                       "Send the success mark as the company that dispatched the order.")
@@ -259,7 +256,7 @@ def _check_receipt(receipt: DispatchReceipt | ReturnReceipt, *, now: datetime, m
     to_utc(receipt.received_time, "ReceivedTime")
     check_not_future(receipt.received_time, "ReceivedTime", now=now, max_future=max_future)
     if receipt.status is ReceiptStatus.rejected and receipt.reason is None:
-        raise _refuse("Reason", None, "is missing although Status (接收状态) is rejected",
+        raise F.refuse("Reason", None, "is missing although Status (接收状态) is rejected",
                       "Say why the message is rejected, so that the other side can correct it.")
     if receipt.reason is not None:
         check_text(receipt.reason, "Reason", REASON_MAX)
@@ -274,13 +271,13 @@ def check_receipt_against_dispatch(receipt: DispatchReceipt | ReturnReceipt, dis
     _check_reference(receipt.key, dispatch)
     expected = receiver if isinstance(receipt, DispatchReceipt) else dispatch.company_code
     if receipt.company_code != expected:
-        raise _refuse("CompanyCode", receipt.company_code,
+        raise F.refuse("CompanyCode", receipt.company_code,
                       f"cannot confirm for dispatch order {_key(dispatch)}; the {type(receipt).__name__} "
                       f"must come from {expected}",
                       "Send the success mark from the party that received the message.")
     if to_utc(receipt.received_time, "ReceivedTime") < to_utc(dispatch.dispatch_time, "DispatchTime") - skew:
-        raise _refuse("ReceivedTime", _iso(receipt.received_time),
-                      f"is earlier than the dispatch order's DispatchTime (派单时间) {_iso(dispatch.dispatch_time)}",
+        raise F.refuse("ReceivedTime", iso(receipt.received_time),
+                      f"is earlier than the dispatch order's DispatchTime (派单时间) {iso(dispatch.dispatch_time)}",
                       "Check the confirming system's clock and resend.", ReasonCode.DEADLINE_ORDER)
 
 
