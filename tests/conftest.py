@@ -12,8 +12,10 @@ agree, and a user is deleted after a test only when it has no permissions left o
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +23,9 @@ from urllib.parse import urlsplit
 import pika
 import pytest
 import yaml
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from hub.broker_admin import BrokerAdmin
 from hub.nodes import Directory, NodesFile
@@ -180,3 +185,58 @@ def connect(settings: Settings, amqp_params_for: Callable[[str, str], pika.URLPa
     for conn in conns:
         if conn.is_open:
             conn.close()
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+#: The server the PostgreSQL tests use (scripts/test sets it to the database scripts/bootstrap makes).
+PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A database created for this test run and dropped after it; tests get a schema each.
+    A missing server fails the tests that need it, loudly: it is never skipped."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.fail(
+            f"PostgreSQL is not reachable at {make_url(PG_ADMIN_URL).render_as_string(hide_password=True)} "
+            f"({str(exc.orig).strip().splitlines()[0]}). Run scripts/test (it installs and starts it), or "
+            "point HUB_TEST_PG_URL at another server.", pytrace=False)
+    url = make_url(PG_ADMIN_URL).set(database=name)
+    db = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        yield url, db
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_schema_url(pg_database) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a schema of this test's own (dropped after it)."""
+    url, db = pg_database
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with db.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with db.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path) -> Iterator[str]:
+    """An empty state store: a SQLite file, or a PostgreSQL schema made for this test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+    else:
+        yield request.getfixturevalue("pg_schema_url")

@@ -7,16 +7,12 @@ when it is not, so a green run always means both databases were exercised.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
 
 import hub.store.engine as store_engine
 from hub.store import (
@@ -29,60 +25,11 @@ from hub.store import (
 )
 from protocols.errors import ConfigError, ReasonCode, TransientFailure
 
-PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2025, 3, 1, 8, 0, 0, 123456, tzinfo=UTC)
 
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-@pytest.fixture(scope="session")
-def pg_database():
-    """A database created for this test run and dropped after it; tests get a schema each."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    name = f"hub_store_test_{uuid.uuid4().hex[:12]}"
-    problem = None
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except OperationalError as exc:
-        problem = str(exc.orig).strip().splitlines()[0]
-    if problem:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL is not reachable at {make_url(PG_ADMIN_URL).render_as_string(hide_password=True)} "
-            f"({problem}). These tests need it: start it with `sudo service postgresql start` (or "
-            "`pg_ctlcluster 15 main start`), trust auth for user postgres and a database `test`, or "
-            "point HUB_TEST_PG_URL at another server.",
-            pytrace=False,
-        )
-    url = make_url(PG_ADMIN_URL).set(database=name)
-    db = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        yield url, db
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path):
-    """A URL of an empty store: a SQLite file, or a PostgreSQL schema made for this test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hub.sqlite3'}"
-        return
-    url, db = request.getfixturevalue("pg_database")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with db.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with db.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

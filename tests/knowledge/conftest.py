@@ -3,7 +3,6 @@ clients, and an empty state store on SQLite or PostgreSQL (a schema of its own p
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,11 +10,7 @@ from collections.abc import Callable, Iterator
 import pika
 import pytest
 from running_hub import HubThread
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
-PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 HUBNS = "{urn:cs-hub:hub:1}"
 
 
@@ -81,39 +76,3 @@ def hub(settings, applied_topology) -> Iterator[HubThread]:
         h.stop()
 
 
-@pytest.fixture(scope="session")
-def pg_database():
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    name = f"hub_knowledge_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL is not reachable at {make_url(PG_ADMIN_URL).render_as_string(hide_password=True)} "
-                    f"({str(exc.orig).strip().splitlines()[0]}); start it or set HUB_TEST_PG_URL.", pytrace=False)
-    url = make_url(PG_ADMIN_URL).set(database=name)
-    db = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        yield url, db
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hub.sqlite3'}"
-        return
-    url, db = request.getfixturevalue("pg_database")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with db.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with db.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')

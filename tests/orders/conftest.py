@@ -7,7 +7,6 @@ skips (a database is created for the run and dropped after it, a schema per test
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -15,9 +14,6 @@ from pathlib import Path
 
 import pytest
 from province import ProvinceCRM
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from hub.envelope import HUB_QUEUE, RETRY_EXCHANGE, Incoming, Props
 from hub.flows.order_settings import OrderSettings, load_order_settings
@@ -30,54 +26,10 @@ from hub.timer_service import TimerService
 from hub.worker import HopWorker
 
 REPO = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ENCODING = {"44": "gbk", "11": "utf-8", "00": "utf-8", "31": "utf-8", "37": "gb18030"}
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
-
-
-@pytest.fixture(scope="session")
-def orders_pg_database():
-    """A PostgreSQL database for this run, dropped afterwards; fails the test when PG is missing."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    name = f"hub_orders_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL is not reachable at {make_url(PG_ADMIN_URL).render_as_string(hide_password=True)} "
-            f"({str(exc.orig).strip().splitlines()[0]}). The order tracker tests need it: start it "
-            "(`pg_ctlcluster 15 main start`) with trust auth for user postgres and a database `test`, "
-            "or point HUB_TEST_PG_URL at another server.", pytrace=False)
-    url = make_url(PG_ADMIN_URL).set(database=name)
-    db = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        yield url, db
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path) -> Iterator[str]:
-    """An empty state store: a SQLite file, or a PostgreSQL schema made for this test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hub.sqlite3'}"
-        return
-    url, db = request.getfixturevalue("orders_pg_database")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with db.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with db.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 # ----------------------------------------------------------------------------- without a broker

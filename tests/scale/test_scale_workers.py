@@ -70,8 +70,8 @@ def queue_depth(settings, queue: str) -> int:
 
 
 @pytest.fixture
-def pg_settings(settings, pg_store_url):
-    return settings.model_copy(update={"store_url": pg_store_url})
+def pg_settings(settings, pg_schema_url):
+    return settings.model_copy(update={"store_url": pg_schema_url})
 
 
 @pytest.fixture

@@ -1,26 +1,21 @@
 """Fixtures of the NMS feed tests: the real broker, the hub in a thread, the interface table on
-SQLite or PostgreSQL (HUB_TEST_PG_URL; a schema per test, dropped after it; PostgreSQL must run).
+SQLite or PostgreSQL (tests/conftest.py's pg_schema_url: a schema per test; PostgreSQL must run).
 
 Owns: wiring only.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from hub.nodes import Directory
 from hub.settings import Settings
 from hub.topology import apply, build_topology, load_or_create_passwords, password_env_var
 
 NODES = ("00", "11", "44", "99", "NMS", "WAP")
-PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
@@ -41,20 +36,6 @@ def nms_engine(request, tmp_path) -> Iterator:
         yield engine
         engine.dispose()
         return
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    schema = f"nms_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL is not reachable at {make_url(PG_URL).render_as_string(hide_password=True)} "
-                    f"({str(exc.orig).strip().splitlines()[0]}); start it or set HUB_TEST_PG_URL.", pytrace=False)
-    engine = create_engine(make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    engine = create_engine(request.getfixturevalue("pg_schema_url"))
+    yield engine
+    engine.dispose()
