@@ -128,13 +128,12 @@ def free_port() -> int:
 
 
 def histogram_buckets(text: str, name: str) -> list[tuple[float, float]]:
-    """(le, cumulative count) of a Prometheus histogram in exposition text."""
-    buckets = []
-    for line in text.splitlines():
-        if line.startswith(f"{name}_bucket{{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
-    return buckets
+    """(le, cumulative count) of a Prometheus histogram in exposition text (prometheus_client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(float(s.labels["le"]), s.value)
+            for family in text_string_to_metric_families(text) if family.name == name
+            for s in family.samples if s.name == f"{name}_bucket"]
 
 
 def histogram_quantile(after: str, name: str, q: float, before: str = "") -> float:
