@@ -25,6 +25,7 @@ log = logging.getLogger("hub.journal")
 class JournalWriter:
     def __init__(self, store: Store, *, max_batch: int = 2000, gather_s: float = 0.01) -> None:
         self.store = store
+        self._hot = store.hot_path()  # used by the writer thread only
         self.max_batch = max_batch
         #: After the first entries arrive, wait this long for more before writing: at low rates
         #: every write would otherwise be a transaction of a few rows, and the per-transaction
@@ -73,6 +74,7 @@ class JournalWriter:
         while True:
             item = self._q.get()
             if item is None:
+                self._hot.close()
                 return
             batch = list(item)
             gather_until = time.monotonic() + self.gather_s
@@ -87,7 +89,7 @@ class JournalWriter:
                 batch.extend(nxt)
             while batch:
                 try:
-                    self.store.record(batch)
+                    self._hot.record(batch)
                     backoff = 0.2
                     break
                 except HubError as exc:

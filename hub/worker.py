@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import pika
 from pika.adapters.select_connection import SelectConnection
 
+from hub import amqp_io
 from hub.envelope import H_REPLAY, HUB_QUEUE, Incoming, Props
 from hub.journal_writer import JournalWriter
 from hub.metrics import HopMetrics
@@ -93,6 +94,8 @@ class HopWorker:
         self.worker_id = worker_id
         self.flows = list(flows or [])
         self.journal = JournalWriter(store)
+        self._lookups = store.hot_path()  # the event loop's dedupe look-ups
+        amqp_io.coalesce_writes()
         self.params = pika.URLParameters(settings.amqp_url_for_vhost())
         self.params.heartbeat = settings.hop.heartbeat_s
         self.params.client_properties = {"connection_name": f"cs-hub {worker_id}"}
@@ -125,6 +128,7 @@ class HopWorker:
         if not self.journal.flush(30):
             log.error("journal still has %d unwritten entries at stop", self.journal.backlog())
         self.journal.close()
+        self._lookups.close()
         log.info("hop stopped", extra=self.stats)
 
     def stop(self) -> None:
@@ -324,7 +328,7 @@ class HopWorker:
         if not fresh:
             return []
         ids = {o.message_id for o in fresh}
-        known = self.store.known_message_ids(list(ids)) | self.journal.pending_ids(ids)
+        known = self._lookups.known_message_ids(list(ids)) | self.journal.pending_ids(ids)
         seen: set[str] = set()
         keyed = []
         for o in fresh:

@@ -6,6 +6,7 @@ Must not: import anything from the hub runtime, adapters or the broker.
 """
 
 from hub.store.engine import Store, create_store_engine, open_store, translate_errors
+from hub.store.hot_path import HotPath
 from hub.store.journal import FINAL_STATUSES, Hop, JournalEntry, JournalRecord, JournalStatus
 from hub.store.schema import SCHEMA_VERSION, JSONDoc, UTCDateTime
 from hub.store.timers import Timer
@@ -16,6 +17,7 @@ __all__ = [
     "JSONDoc",
     "SCHEMA_VERSION",
     "Hop",
+    "HotPath",
     "JournalEntry",
     "JournalRecord",
     "JournalStatus",

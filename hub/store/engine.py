@@ -25,6 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from hub.store import journal as _journal
 from hub.store import retention as _retention
 from hub.store import timers as _timers
+from hub.store.hot_path import HotPath
 from hub.store.journal import Hop, JournalEntry, JournalRecord
 from hub.store.schema import SCHEMA_VERSION, metadata, schema_version
 from hub.store.timers import Timer
@@ -150,6 +151,10 @@ class Store:
         return self._tx(write=write)
 
     # journal (hot path)
+    def hot_path(self) -> HotPath:
+        """A held connection for one thread's per-batch calls (the hop's dedupe, the journal writer)."""
+        return HotPath(self.engine)
+
     def known_message_ids(self, ids: Iterable[str]) -> set[str]:
         with self._tx(write=False) as conn:
             return _journal.known_message_ids(conn, ids)
