@@ -10,7 +10,12 @@ message by polling queue depths. Then latency: a node publishes at a steady 1,00
 while another node consumes; p50/p99 from publish to receipt.
 
     python bench/hop.py [--quick] [-n N]
-Last line: RESULT hop raw_msg_s=... hub_msg_s=... ratio=... p50_ms=... p99_ms=... offered=...
+The same load generator then times the raw relay at the same rate (raw_p50_ms, raw_p99_ms):
+what the broker and the generator cost by themselves on this machine. hub_cpu_us_msg is the
+hub process's CPU time per message during its latency phase (steadier than latency on a
+shared 2-core machine).
+Last line: RESULT hop raw_msg_s=... hub_msg_s=... ratio=... p50_ms=... p99_ms=... raw_p50_ms=...
+raw_p99_ms=... hub_cpu_us_msg=... offered=...
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pika
+from pika.adapters.select_connection import IOLoop, SelectConnection
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -178,44 +184,110 @@ def preload_hub(settings: Settings, passwords: dict, n: int) -> None:
     admin_conn.close()
 
 
-def latency(settings: Settings, passwords: dict, rate: int, seconds: float) -> list[float]:
-    lat: list[float] = []
+def offered_load(publisher: pika.URLParameters, publish: Callable, consumer: pika.URLParameters, queue: str,
+                 rate: int, seconds: float) -> list[float]:
+    """Publish `rate` msg/s for `seconds` and time each message to its arrival in `queue` (ms).
+
+    One thread, one pika IOLoop for both connections: the load generator shares the two cores
+    with the broker and the hub, so it must cost as little as it can and must not add a GIL
+    hand-off between a publishing and a consuming thread to the figures it measures. The
+    timestamp travels in the x-sent-ns header, taken just before each publish.
+    """
+    loop = IOLoop()
     total = int(rate * seconds)
-    done = threading.Event()
+    lat: list[float] = []
+    st: dict = {"sent": 0, "ch": None, "start": 0.0, "conns": []}
 
-    def consume():
-        url = settings.amqp_url_for_vhost(settings.broker_user("node-11"), passwords[settings.broker_user("node-11")])
-        conn = pika.BlockingConnection(pika.URLParameters(url))
-        ch = conn.channel()
-        ch.basic_qos(prefetch_count=500)
-        for _m, p, _b in ch.consume("node.11", auto_ack=True, inactivity_timeout=5):
-            if p is None:
-                break
-            sent = (p.headers or {}).get("x-sent-ns")
-            if sent is not None:
-                lat.append((time.time_ns() - int(sent)) / 1e6)
-            if len(lat) >= total:
-                break
-        conn.close()
-        done.set()
+    def finish() -> None:
+        for c in st["conns"]:
+            if c.is_open:
+                c.close()
+        loop.call_later(0.2, loop.stop)
 
-    th = threading.Thread(target=consume, daemon=True)
-    th.start()
-    url = settings.amqp_url_for_vhost(settings.broker_user("node-44"), passwords[settings.broker_user("node-44")])
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    ch = conn.channel()
-    start = time.perf_counter()
-    for i in range(total):
-        target = start + i / rate
-        delay = target - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        ch.basic_publish("hub.ingress", "notice.text", sample_body(i), pika.BasicProperties(
-            message_id=f"lat-{i}", type="notice.text", user_id=settings.broker_user("node-44"), content_type="application/xml",
-            content_encoding="gbk", delivery_mode=2, headers={"x-sent-ns": time.time_ns()}))
-    conn.close()
-    done.wait(60)
+    def on_message(_ch, _m, props, _body) -> None:
+        sent = (props.headers or {}).get("x-sent-ns")
+        if sent is not None:
+            lat.append((time.time_ns() - int(sent)) / 1e6)
+        if len(lat) >= total:
+            finish()
+
+    def tick() -> None:
+        due = min(total, int((time.perf_counter() - st["start"]) * rate) + 1)
+        while st["sent"] < due:
+            publish(st["ch"], st["sent"])
+            st["sent"] += 1
+        if st["sent"] < total:
+            loop.call_later(0.001, tick)
+
+    def publisher_ready(ch) -> None:
+        st["ch"], st["start"] = ch, time.perf_counter()
+        tick()
+
+    def consumer_ready(ch) -> None:
+        ch.basic_consume(queue, on_message, auto_ack=True)
+        st["conns"].append(SelectConnection(
+            publisher, custom_ioloop=loop,
+            on_open_callback=lambda c: c.channel(on_open_callback=publisher_ready)))
+
+    st["conns"].append(SelectConnection(
+        consumer, custom_ioloop=loop,
+        on_open_callback=lambda c: c.channel(on_open_callback=lambda ch: ch.basic_qos(
+            prefetch_count=500, callback=lambda _f: consumer_ready(ch)))))
+    loop.call_later(seconds + 60, finish)  # bounded: a stalled hub ends the phase, short of samples
+    loop.start()
     return lat
+
+
+def latency(settings: Settings, passwords: dict, rate: int, seconds: float) -> list[float]:
+    """The hub's latency: node 44 publishes notices to node 11 through hub.ingress."""
+    def user_params(code: str) -> pika.URLParameters:
+        user = settings.broker_user(f"node-{code}")
+        return pika.URLParameters(settings.amqp_url_for_vhost(user, passwords[user]))
+
+    def publish(ch, i: int) -> None:
+        ch.basic_publish("hub.ingress", "notice.text", sample_body(i), pika.BasicProperties(
+            message_id=f"lat-{i}", type="notice.text", user_id=settings.broker_user("node-44"),
+            content_type="application/xml", content_encoding="gbk", delivery_mode=2,
+            headers={"x-sent-ns": time.time_ns()}))
+
+    return offered_load(user_params("44"), publish, user_params("11"), "node.11", rate, seconds)
+
+
+def raw_latency(url: str, rate: int, seconds: float, prefetch: int) -> list[float]:
+    """The baseline's latency with the same load generator: q1 -> raw relay -> q2."""
+    params = pika.URLParameters(url)
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.queue_purge("bench.q2")
+    proc = subprocess.Popen([sys.executable, "-c", RAW_RELAY, url, str(prefetch)])
+    try:
+        deadline = time.time() + 30  # the relay's start-up must not count as latency
+        while ch.queue_declare("bench.q1", passive=True).method.consumer_count == 0:
+            if time.time() > deadline:
+                raise SystemExit("the raw relay did not start consuming within 30 s")
+            time.sleep(0.05)
+        conn.close()
+        def publish(ch, i: int) -> None:
+            ch.basic_publish("", "bench.q1", sample_body(i), pika.BasicProperties(
+                delivery_mode=2, content_type="application/xml", message_id=f"lat-{i}",
+                headers={"x-sent-ns": time.time_ns()}))
+        return offered_load(params, publish, params, "bench.q2", rate, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentiles(lat: list[float]) -> tuple[float, float]:
+    lat = sorted(lat)
+    if not lat:
+        return float("nan"), float("nan")
+    return statistics.median(lat), lat[max(0, int(len(lat) * 0.99) - 1)]
 
 
 def main() -> None:
@@ -260,11 +332,12 @@ def main() -> None:
         import requests
 
         before = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        cpu_before = cpu_seconds(hub_proc.pid)
         progress(f"latency at {args.rate} msg/s for {seconds}s")
-        lat = sorted(latency(settings, passwords, args.rate, seconds))
-        p50 = statistics.median(lat) if lat else float("nan")
-        p99 = lat[int(len(lat) * 0.99) - 1] if lat else float("nan")
-        progress(f"latency: {len(lat)} messages, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        lat = latency(settings, passwords, args.rate, seconds)
+        hub_cpu_us = (cpu_seconds(hub_proc.pid) - cpu_before) * 1e6 / max(len(lat), 1)
+        p50, p99 = percentiles(lat)
+        progress(f"latency: {len(lat)} messages, p50 {p50:.1f} ms, p99 {p99:.1f} ms; hub CPU {hub_cpu_us:.0f} us a message")
         # Where it goes, from the hub's own histograms over the latency phase only.
         after = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         inside = {(k, q): histogram_quantile(after, f"hub_{k}_seconds", q, before)
@@ -273,8 +346,16 @@ def main() -> None:
                  f"{inside['hop', 0.99]:.1f} ms; tx.commit round trip p50 {inside['commit', 0.5]:.1f} ms "
                  f"p99 {inside['commit', 0.99]:.1f} ms; event-loop lag p50 {inside['loop_lag', 0.5]:.1f} ms "
                  f"p99 {inside['loop_lag', 0.99]:.1f} ms")
+        hub_proc.terminate()
+        hub_proc.wait(20)
+        hub_proc = None
+        progress(f"raw relay latency at {args.rate} msg/s (same load generator)")
+        raw_p50, raw_p99 = percentiles(raw_latency(settings.amqp_url_for_vhost(), args.rate, seconds,
+                                                   settings.hop.prefetch))
+        progress(f"raw relay latency: p50 {raw_p50:.1f} ms, p99 {raw_p99:.1f} ms")
         print(f"RESULT hop raw_msg_s={raw:.0f} hub_msg_s={hub_rate:.0f} ratio={hub_rate / raw:.2f} "
-              f"p50_ms={p50:.1f} p99_ms={p99:.1f} offered={args.rate} n={n} bytes={len(body)}")
+              f"p50_ms={p50:.1f} p99_ms={p99:.1f} raw_p50_ms={raw_p50:.1f} raw_p99_ms={raw_p99:.1f} "
+              f"hub_cpu_us_msg={hub_cpu_us:.0f} offered={args.rate} n={n} bytes={len(body)}")
     finally:
         if hub_proc is not None:
             hub_proc.terminate()

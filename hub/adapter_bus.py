@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import pika
 from pika.adapters.select_connection import SelectConnection
 
+from hub import amqp_io
 from hub.envelope import Incoming, Outgoing
 from hub.settings import Settings
 from hub.worker import to_pika, to_props
@@ -53,6 +54,7 @@ class Bus:
         self.params.heartbeat = settings.hop.heartbeat_s
         self.params.client_properties = {"connection_name": name}
         self.health = {"connected": False, "consuming": False}
+        amqp_io.coalesce_writes()  # acks, statuses and MO messages go out a burst per send
         self._conn: SelectConnection | None = None
         self._ch = None
         self._generation = 0
