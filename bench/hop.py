@@ -10,7 +10,9 @@ message by polling queue depths. Then latency: a node publishes at a steady 1,00
 while another node consumes; p50/p99 from publish to receipt.
 
     python bench/hop.py [--quick] [-n N]
-The same load generator then times the raw relay at the same rate (raw_p50_ms, raw_p99_ms):
+Latency phases run --repeat times (3) on each side and the phase with the median p99 counts;
+p99_ms_max is the worst phase. The same load generator then times the raw relay at the same
+rate (raw_p50_ms, raw_p99_ms):
 what the broker and the generator cost by themselves on this machine. hub_cpu_us_msg is the
 hub process's CPU time per message during its latency phase (steadier than latency on a
 shared 2-core machine).
@@ -238,7 +240,7 @@ def offered_load(publisher: pika.URLParameters, publish: Callable, consumer: pik
     return lat
 
 
-def latency(settings: Settings, passwords: dict, rate: int, seconds: float) -> list[float]:
+def latency(settings: Settings, passwords: dict, rate: int, seconds: float, run: int = 0) -> list[float]:
     """The hub's latency: node 44 publishes notices to node 11 through hub.ingress."""
     def user_params(code: str) -> pika.URLParameters:
         user = settings.broker_user(f"node-{code}")
@@ -246,7 +248,7 @@ def latency(settings: Settings, passwords: dict, rate: int, seconds: float) -> l
 
     def publish(ch, i: int) -> None:
         ch.basic_publish("hub.ingress", "notice.text", sample_body(i), pika.BasicProperties(
-            message_id=f"lat-{i}", type="notice.text", user_id=settings.broker_user("node-44"),
+            message_id=f"lat-{run}-{i}", type="notice.text", user_id=settings.broker_user("node-44"),
             content_type="application/xml", content_encoding="gbk", delivery_mode=2,
             headers={"x-sent-ns": time.time_ns()}))
 
@@ -283,6 +285,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def median_run(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (p50, p99) of the phase with the median p99."""
+    return sorted(runs, key=lambda r: r[1])[len(runs) // 2]
+
+
 def percentiles(lat: list[float]) -> tuple[float, float]:
     lat = sorted(lat)
     if not lat:
@@ -295,6 +302,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("-n", type=int)
     ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="latency phases per side; the median phase counts (this machine's load varies)")
     args = ap.parse_args()
     n = args.n or (5_000 if args.quick else 30_000)
     seconds = 5 if args.quick else 20
@@ -333,11 +342,16 @@ def main() -> None:
 
         before = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         cpu_before = cpu_seconds(hub_proc.pid)
-        progress(f"latency at {args.rate} msg/s for {seconds}s")
-        lat = latency(settings, passwords, args.rate, seconds)
-        hub_cpu_us = (cpu_seconds(hub_proc.pid) - cpu_before) * 1e6 / max(len(lat), 1)
-        p50, p99 = percentiles(lat)
-        progress(f"latency: {len(lat)} messages, p50 {p50:.1f} ms, p99 {p99:.1f} ms; hub CPU {hub_cpu_us:.0f} us a message")
+        hub_runs = []
+        for r in range(args.repeat):
+            progress(f"latency at {args.rate} msg/s for {seconds}s (phase {r + 1} of {args.repeat})")
+            lat = latency(settings, passwords, args.rate, seconds, run=r)
+            hub_runs.append(percentiles(lat))
+            progress(f"latency: {len(lat)} messages, p50 {hub_runs[-1][0]:.1f} ms, p99 {hub_runs[-1][1]:.1f} ms")
+        hub_cpu_us = (cpu_seconds(hub_proc.pid) - cpu_before) * 1e6 / (args.repeat * args.rate * seconds)
+        p50, p99 = median_run(hub_runs)
+        progress(f"hub: median phase p50 {p50:.1f} ms, p99 {p99:.1f} ms (p99 of each phase: "
+                 f"{', '.join(f'{x[1]:.0f}' for x in hub_runs)}); hub CPU {hub_cpu_us:.0f} us a message")
         # Where it goes, from the hub's own histograms over the latency phase only.
         after = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         inside = {(k, q): histogram_quantile(after, f"hub_{k}_seconds", q, before)
@@ -349,13 +363,18 @@ def main() -> None:
         hub_proc.terminate()
         hub_proc.wait(20)
         hub_proc = None
-        progress(f"raw relay latency at {args.rate} msg/s (same load generator)")
-        raw_p50, raw_p99 = percentiles(raw_latency(settings.amqp_url_for_vhost(), args.rate, seconds,
-                                                   settings.hop.prefetch))
-        progress(f"raw relay latency: p50 {raw_p50:.1f} ms, p99 {raw_p99:.1f} ms")
+        raw_runs = []
+        for r in range(args.repeat):
+            progress(f"raw relay latency at {args.rate} msg/s, same load generator (phase {r + 1} of {args.repeat})")
+            raw_runs.append(percentiles(raw_latency(settings.amqp_url_for_vhost(), args.rate, seconds,
+                                                    settings.hop.prefetch)))
+        raw_p50, raw_p99 = median_run(raw_runs)
+        progress(f"raw relay: median phase p50 {raw_p50:.1f} ms, p99 {raw_p99:.1f} ms (p99 of each phase: "
+                 f"{', '.join(f'{x[1]:.0f}' for x in raw_runs)})")
         print(f"RESULT hop raw_msg_s={raw:.0f} hub_msg_s={hub_rate:.0f} ratio={hub_rate / raw:.2f} "
               f"p50_ms={p50:.1f} p99_ms={p99:.1f} raw_p50_ms={raw_p50:.1f} raw_p99_ms={raw_p99:.1f} "
-              f"hub_cpu_us_msg={hub_cpu_us:.0f} offered={args.rate} n={n} bytes={len(body)}")
+              f"p99_ms_max={max(x[1] for x in hub_runs):.1f} hub_cpu_us_msg={hub_cpu_us:.0f} offered={args.rate} "
+              f"repeat={args.repeat} n={n} bytes={len(body)}")
     finally:
         if hub_proc is not None:
             hub_proc.terminate()
