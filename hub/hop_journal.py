@@ -51,6 +51,7 @@ class HopJournal:
         #: messages a second that the hub never journals (sent straight to its queue) must not
         #: make this thread re-query all of them each time (that took the adapter's GIL).
         self._waiting: dict[str, list] = {}
+        self._lookups = None  # the writer thread's HotPath, opened on its first pass
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.stats = {"written": 0, "dropped_no_row": 0, "dropped_backlog": 0, "failures": 0, "passes": 0}
@@ -85,6 +86,8 @@ class HopJournal:
         self._stop.set()
         self._wake.set()
         self._thread.join(max(0.0, deadline - self.clock()) + 1.0)
+        if self._lookups is not None and not self._thread.is_alive():
+            self._lookups.close()
         left = [m for m, _ in self._new] + list(self._waiting)
         if left:
             log.warning("hop journal stopped with %d hops unwritten (no journal row yet or store down)",
@@ -124,7 +127,9 @@ class HopJournal:
         due = [m for m, w in self._waiting.items() if w[1] <= now]
         asking = list(arrived) + due
         # A read (no write lock) tells which ids have a journal row: only those are written now.
-        known = self.store.known_message_ids(asking) if asking else set()
+        if self._lookups is None:
+            self._lookups = self.store.hot_path()  # this writer thread's own connection
+        known = self._lookups.known_message_ids(asking) if asking else set()
         ready: list[tuple[str, Hop]] = []
         for m in due:
             w = self._waiting[m]

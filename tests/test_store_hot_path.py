@@ -108,3 +108,41 @@ def test_postgresql_look_ups_leave_no_transaction_open_and_survive_a_killed_sess
     finally:
         hot.close()
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_held_write_connection_recovers_after_its_session_was_killed(pg_schema_url):
+    store = open_store(pg_schema_url)
+    held = store.held()
+    try:
+        with held.transaction() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS held_probe (n int)"))
+            conn.execute(text("INSERT INTO held_probe VALUES (1)"))
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with store.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(TransientFailure) as info, held.transaction() as conn:
+            conn.execute(text("INSERT INTO held_probe VALUES (2)"))
+        assert info.value.reason is ReasonCode.STORE_UNAVAILABLE
+        with held.transaction() as conn:  # a new connection, by itself
+            conn.execute(text("INSERT INTO held_probe VALUES (3)"))
+        with store.engine.connect() as other:
+            assert [r[0] for r in other.execute(text("SELECT n FROM held_probe ORDER BY n"))] == [1, 3]
+    finally:
+        held.close()
+        store.close()
+
+
+def test_a_held_write_connection_rolls_back_a_failed_transaction(store):
+    held = store.held()
+    try:
+        with pytest.raises(RuntimeError), held.transaction() as conn:
+            conn.execute(text("CREATE TABLE held_probe (n int)"))
+            raise RuntimeError("the caller failed half-way")
+        with held.transaction() as conn:
+            conn.execute(text("CREATE TABLE held_probe (n int)"))  # the first one was rolled back
+            conn.execute(text("INSERT INTO held_probe VALUES (7)"))
+        with store.engine.connect() as other:
+            assert other.execute(text("SELECT n FROM held_probe")).scalar() == 7
+    finally:
+        held.close()

@@ -125,5 +125,6 @@ class SmppAdapter:
         self._stop.set()
         self.health_path.unlink(missing_ok=True)
         self.hop_journal.close(5.0)
+        self.engine.ledger.close()
         if self._own_store:
             self.store.close()

@@ -154,6 +154,7 @@ class Ledger:
         self.store = store
         with store.transaction(write=True) as conn:
             metadata.create_all(conn)
+        self._held = store.held()  # commit() is called by the engine thread only
         self.dialect = store.engine.dialect.name
         # The four statements of every SMS go to the driver as they are (executemany of tuples):
         # SQLAlchemy's per-row parameter processing cost more than the database at 2,000 SMS/s.
@@ -183,7 +184,7 @@ class Ledger:
     def commit(self, c: Changes) -> None:
         if not c:
             return
-        with self.store.transaction(write=True) as conn:
+        with self._held.transaction() as conn:
             for key in ("messages", "parts", "part_states", "finals"):
                 rows = getattr(c, key)
                 if rows:
@@ -203,6 +204,10 @@ class Ledger:
                 conn.execute(ins.on_conflict_do_update(
                     index_elements=["destination"],
                     set_={k: ins.excluded[k] for k in ("node", "message_id", "reference", "sent_at")}), c.surveys)
+
+    def close(self) -> None:
+        """Give back the engine's held connection (after the engine thread stopped)."""
+        self._held.close()
 
     # -- reads
 
