@@ -4,7 +4,7 @@ Why a thread: a journal write is a database transaction (SQLite fsyncs at checkp
 PostgreSQL is a network round trip); done inside the broker loop, its slow moments stall
 every lane and show up as latency spikes. The hop hands entries over and goes on; until
 an entry is written, the hop keeps its message id in memory so the idempotent-receiver
-check still sees it (`pending_ids`). A failed write is kept and retried with backoff:
+check still sees it (`pending_types`). A failed write is kept and retried with backoff:
 the messages are delivered already, only their record waits.
 Must not: decide anything about messages; it only records.
 """
@@ -34,7 +34,7 @@ class JournalWriter:
         self._q: queue.Queue[list[JournalEntry] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._pending: dict[str, int] = {}   # message id -> entries not yet written
-        self._final: set[str] = set()        # ids among them recorded as delivered (dedupe must see them)
+        self._final: dict[str, str] = {}     # ids among them recorded as delivered -> type (dedupe must see them)
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
 
@@ -45,13 +45,13 @@ class JournalWriter:
             for e in entries:
                 self._pending[e.message_id] = self._pending.get(e.message_id, 0) + 1
                 if e.status in FINAL_STATUSES:
-                    self._final.add(e.message_id)
+                    self._final.setdefault(e.message_id, e.type)
         self._q.put(entries)
 
-    def pending_ids(self, ids: set[str]) -> set[str]:
-        """Which of these ids are delivered but not yet written (a retrying one is not)."""
+    def pending_types(self, ids: set[str]) -> dict[str, str]:
+        """Which of these ids are delivered but not yet written (a retrying one is not), with their type."""
         with self._lock:
-            return ids & self._final
+            return {m: self._final[m] for m in ids if m in self._final}
 
     def backlog(self) -> int:
         with self._lock:
@@ -103,6 +103,6 @@ class JournalWriter:
                     n = self._pending.get(e.message_id, 0) - 1
                     if n <= 0:
                         self._pending.pop(e.message_id, None)
-                        self._final.discard(e.message_id)
+                        self._final.pop(e.message_id, None)
                     else:
                         self._pending[e.message_id] = n

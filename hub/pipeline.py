@@ -152,6 +152,21 @@ class Pipeline:
         out.outputs, out.destinations = [], []
         return self._failed(out, exc, route, now)
 
+    def refuse_reused_id(self, out: Outcome, first_type: str, now: datetime) -> Outcome:
+        """A message id already delivered as another type: not a re-send but a second message
+        under a used id. Nothing is delivered and the journal keeps the first message's record
+        (the verdict stays `duplicate`), but the sender gets a nack and hub.dlq the message."""
+        exc = RejectedMessage(
+            f"message_id {out.message_id!r} was already delivered as a {first_type} message; this "
+            f"{out.type} message was not delivered. Give every new message a new id; re-send only "
+            "the same message under the same id.",
+            reason=ReasonCode.DUPLICATE, field="message_id", value=out.message_id)
+        route = self.table.by_id.get(out.route_id or "")
+        out.verdict = Verdict.duplicate
+        out.error = exc
+        out.outputs, out.destinations = self._refusal(out, exc, route, now)
+        return out
+
     def _failed(self, out: Outcome, exc: HubError, route, now: datetime) -> Outcome:
         out.error = exc
         max_attempts = route.max_attempts if route is not None else self.settings.max_attempts
@@ -166,17 +181,22 @@ class Pipeline:
                            reason=ReasonCode.RETRY_EXHAUSTED)
             out.error = exc
         out.verdict = Verdict.dead_lettered
-        out.outputs = [failures.dead_letter(out.incoming, exc, now, message_id=out.message_id,
-                                            attempts=out.attempts, stage="hub",
-                                            route=route.id if route is not None else None,
-                                            source=out.source, config_version=self.table.version)]
-        out.destinations = [ev.DLQ]
+        out.outputs, out.destinations = self._refusal(out, exc, route, now)
+        return out
+
+    def _refusal(self, out: Outcome, exc: HubError, route, now: datetime) -> tuple[list[Outgoing], list[str]]:
+        """The dead letter, and the nack to the sender when the sender is a known node."""
+        outputs = [failures.dead_letter(out.incoming, exc, now, message_id=out.message_id,
+                                        attempts=out.attempts, stage="hub",
+                                        route=route.id if route is not None else None,
+                                        source=out.source, config_version=self.table.version)]
+        destinations = [ev.DLQ]
         if out.source is not None:
             node = self.cfg.directory.by_code[out.source]
-            out.outputs.append(failures.nack(out.incoming, exc, now, message_id=out.message_id,
-                                             type_name=out.type, queue=node.queue, encoding=node.encoding))
-            out.destinations.append(node.queue)
-        return out
+            outputs.append(failures.nack(out.incoming, exc, now, message_id=out.message_id,
+                                         type_name=out.type, queue=node.queue, encoding=node.encoding))
+            destinations.append(node.queue)
+        return outputs, destinations
 
 
 def _synthetic_id(body: bytes) -> str:

@@ -328,14 +328,21 @@ class HopWorker:
         if not fresh:
             return []
         ids = {o.message_id for o in fresh}
-        known = self._lookups.known_message_ids(list(ids)) | self.journal.pending_ids(ids)
-        seen: set[str] = set()
+        # The journal's record wins over the writer's pending one (which may be a refused reuse).
+        known = self.journal.pending_types(ids) | self._lookups.known_message_types(list(ids))
+        seen: dict[str, str | None] = {}
         keyed = []
+        now = None
         for o in fresh:
+            first = known.get(o.message_id, seen.get(o.message_id))
             if o.message_id in known or o.message_id in seen:
-                self._duplicate(o)
+                if first and o.type and first != o.type:
+                    now = now or self.clock()
+                    self.pipeline.refuse_reused_id(o, first, now)
+                else:
+                    self._duplicate(o)
                 continue
-            seen.add(o.message_id)
+            seen[o.message_id] = o.type
             if o.business_key:
                 keyed.append(o)
         if not keyed:
@@ -377,6 +384,10 @@ class HopWorker:
                 log.warning("dead-lettered", extra={"message_id": o.message_id, "type": o.type, "source": o.source,
                                                     "reason_code": str(o.error.reason) if o.error else None,
                                                     "error": o.error.detail if o.error else None})
+            elif o.verdict == Verdict.duplicate and o.error is not None:
+                log.warning("refused: message id reused for another type",
+                            extra={"message_id": o.message_id, "type": o.type, "source": o.source,
+                                   "reason_code": str(o.error.reason), "error": o.error.detail})
             elif o.verdict == Verdict.retrying:
                 log.info("retrying", extra={"message_id": o.message_id, "attempt": o.attempts,
                                             "reason_code": str(o.error.reason) if o.error else None})

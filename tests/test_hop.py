@@ -102,6 +102,35 @@ def test_duplicate_message_id_delivered_once(hub, nodes, settings):
     store.close()
 
 
+def test_a_message_id_reused_for_another_type_is_refused_with_a_nack(hub, nodes, settings):
+    gd, bj = nodes("44"), nodes("11")
+    gd.publish("notice.text", notice("44", "11"), "reused-id")
+    bj.get()
+    sms = ('<SmsSend xmlns="urn:cs-hub:sms:1"><CompanyCode>44</CompanyCode><To>13902001234</To>'
+           "<Text>您的投诉已受理。</Text><Purpose>complaint_reply</Purpose></SmsSend>").encode()
+    gd.publish("sms.send", sms, "reused-id")
+    _, props, body = gd.get()
+    assert props.type == "hub.nack" and props.correlation_id == "reused-id"
+    nack = etree.fromstring(body)
+    assert nack.findtext(f"{H}ReasonCode") == "DUPLICATE"
+    assert "already delivered as a notice.text message" in nack.find(f"{H}Reason[@lang='en']").text
+    assert nack.find(f"{H}Reason[@lang='zh']").text
+    dl_props, dl_body = dlq_get(settings)
+    assert dl_props.message_id == "reused-id" and dl_props.headers["x-hub-reason-code"] == "DUPLICATE"
+    assert dl_body == sms
+    # the same notice again is a re-send: dropped, no nack; the journal keeps the first message
+    gd.publish("notice.text", notice("44", "11"), "reused-id")
+    store = open_store(settings.store_url)
+    try:
+        rec = wait_until(lambda: (r := store.get("reused-id")) and r.duplicates == 2 and r, 10,
+                         description="the journal counts the refused reuse and the re-send")
+        assert rec.status == "delivered" and rec.type == "notice.text"
+        assert any(h.status == "duplicate" and "DUPLICATE" in (h.detail or "") for h in rec.hops)
+    finally:
+        store.close()
+    assert gd.drain(0, timeout=1) == [] and bj.drain(0, timeout=1) == []
+
+
 @pytest.mark.parametrize("case,reason", [
     ("spoofed", ReasonCode.SPOOFED_SENDER),
     ("unknown_type", ReasonCode.UNKNOWN_TYPE),

@@ -52,6 +52,12 @@ class HotPath:
         except self._driver_errors as exc:
             raise self._failed(exc) from exc
 
+    def known_message_types(self, ids: Sequence[str]) -> dict[str, str]:
+        try:
+            return _journal.known_message_types(self, ids)
+        except self._driver_errors as exc:
+            raise self._failed(exc) from exc
+
     def record(self, entries: Sequence[JournalEntry]) -> None:
         if not entries:
             return

@@ -212,6 +212,16 @@ def known_message_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
     return found
 
 
+def known_message_types(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
+    """Like known_message_ids, with the type each was journaled as (an id reused for another
+    type is refused, not taken for a re-send)."""
+    wanted = list(dict.fromkeys(ids))
+    found: dict[str, str] = {}
+    for chunk in _chunks(wanted):
+        found.update((m, t) for m, t in _lookup(conn, "message_id, type", chunk, final_only=True))
+    return found
+
+
 def claim_business_key_owners(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Claim (business_key, message_id) pairs; return each key's owning message id.
 
