@@ -84,7 +84,6 @@ class Bus:
                 self._publish(items, [])
             if acks:
                 self._ack(acks)
-            self._coalesce()
         self._call(run)
 
     def stop_consuming(self) -> None:
@@ -156,7 +155,8 @@ class Bus:
         self._ch = ch
         self._generation += 1
         self._seq = 0
-        self._acked: set[int] = set()
+        self._acked: set[int] = set()    # done, above the floor (a gap below them)
+        self._single: set[int] = set()   # among those, acked one by one already
         self._ack_floor = 0
         ch.add_on_close_callback(lambda _ch, reason: self._conn.close() if self._conn.is_open else None)
         ch.confirm_delivery(self._on_confirm)
@@ -195,33 +195,35 @@ class Bus:
     def _ack(self, tags: list) -> None:
         """Ack deliveries of this channel: one `multiple` ack for the contiguous run from the
         lowest unacked tag, single acks for those beyond a gap (a message still being submitted
-        must not hold back the prefetch of those done after it)."""
+        must not hold back the prefetch of those done after it).
+
+        The `multiple` ack names the highest tag of the run that is still outstanding: RabbitMQ
+        looks for that exact tag among the unacked ones and closes the channel with
+        PRECONDITION_FAILED "unknown delivery tag" when it was acked singly before (seen: the
+        channel closed, its deliveries came back, and an SMS went out twice).
+        """
         ch = self._ch
         if ch is None or not ch.is_open:
             return
-        mine = [tag for generation, tag in tags if generation == self._generation]
+        mine = [tag for generation, tag in tags if generation == self._generation and tag > self._ack_floor]
         if not mine:
             return
         self._acked.update(mine)
-        floor = self._ack_floor
+        floor, top = self._ack_floor, 0
         while floor + 1 in self._acked:
             floor += 1
             self._acked.discard(floor)
-        if floor > self._ack_floor:
-            ch.basic_ack(floor, multiple=True)
-            self._ack_floor = floor
+            if floor in self._single:
+                self._single.discard(floor)
+            else:
+                top = floor
+        if top:
+            ch.basic_ack(top, multiple=True)
+        self._ack_floor = floor
         for tag in mine:
-            if tag > floor:
-                ch.basic_ack(tag)   # the floor passes it later; a multiple ack over it is harmless
-
-    def _coalesce(self) -> None:
-        """One socket write for the frames of a round: pika writes each frame with its own
-        send() (three per publication), which cost more than the rest of the publishing."""
-        buffers = getattr(getattr(self._conn, "_transport", None), "_tx_buffers", None)
-        if buffers is not None and len(buffers) > 1:
-            joined = b"".join(buffers)
-            buffers.clear()
-            buffers.append(joined)
+            if tag > floor and tag not in self._single:
+                ch.basic_ack(tag)
+                self._single.add(tag)
 
     def _publish(self, items: list[tuple[str | None, Outgoing]], ack_after: list) -> None:
         ch = self._ch
