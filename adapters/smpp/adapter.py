@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adapters.smpp import metrics
 from adapters.smpp.config import SmppConfig
 from adapters.smpp.engine import QUEUE, Engine
 from adapters.smpp.ledger import Ledger
@@ -83,6 +84,8 @@ class SmppAdapter:
         bus = threading.Thread(target=self.bus.run, name="smpp-bus", daemon=True)
         bus.start()
         self._threads = [engine, bus]
+        if self.config.metrics_port:
+            metrics.serve(self.health, self.config.metrics_port, self.config.metrics_host)
         return self
 
     def wait_bound(self, timeout: float) -> bool:

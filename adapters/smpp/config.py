@@ -145,6 +145,9 @@ class SmppConfig(BaseModel):
     mo_max_pending: int = Field(1000, ge=1, le=1_000_000, description="Incomplete long MO messages held at most")
     mo_max_age_s: float = Field(600.0, gt=0, le=86_400, description="An incomplete long MO message is given up "
                                 "(sent as it is, Complete=false) after this long")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus metrics (/metrics) on "
+                                     "this port; none when absent")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics are served on")
 
     @model_validator(mode="after")
     def _rules(self) -> SmppConfig:

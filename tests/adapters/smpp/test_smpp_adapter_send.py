@@ -127,3 +127,29 @@ def test_receipt_outcomes_and_smsc_refusals_reach_the_node(smscs, adapters, bus)
         ("p-1", "SMPP_INVALID_DESTINATION")]
     tries = [s for s in smsc.submits() if s["destination"] == "13700001234"]
     assert [s["status"] for s in tries] == [0x08, 0]
+
+
+def test_metrics_count_what_was_sent_and_show_each_smsc(smscs, adapters, bus):
+    import requests
+    from ports import free_port
+    from prometheus_client.parser import text_string_to_metric_families
+
+    smsc = smscs("smsc-a")
+    port = free_port()
+    adapters(smpp_config(smsc, metrics_port=port))
+    for i in range(3):
+        bus.send(f"gd-m{i}", "13902001234", f"您的验证码是 38491{i}")
+    statuses(bus, "node.44", 3)
+
+    def scrape() -> dict:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}
+    m = wait_until(lambda: (m := scrape()) and m[("smpp_statuses_total", ())] == 3 and m, 10,
+                   description="three sms.status counted")
+    assert m[("smpp_received_total", ())] == 3
+    assert m[("smpp_smsc_bound", (("smsc", "smsc-a"),))] == 1
+    assert m[("smpp_smsc_events_total", (("kind", "submits"), ("smsc", "smsc-a")))] == 3
+    assert m[("smpp_smsc_events_total", (("kind", "receipts"), ("smsc", "smsc-a")))] == 3
+    assert m[("smpp_broker_connected", ())] == 1
+    assert m[("smpp_dead_lettered_total", ())] == 0
