@@ -193,14 +193,23 @@ def connect(settings: Settings, amqp_params_for: Callable[[str, str], pika.URLPa
 PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def _drop_orphaned_test_databases(conn) -> None:
+    """Databases left by a test run that was killed (its pid, in the name, is gone)."""
+    for (db,) in conn.exec_driver_sql("SELECT datname FROM pg_database WHERE starts_with(datname, 'hub_test_')"):
+        pid = db.split("_")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def pg_database():
     """A database created for this test run and dropped after it; tests get a schema each.
     A missing server fails the tests that need it, loudly: it is never skipped."""
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    name = f"hub_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
         with admin.connect() as conn:
+            _drop_orphaned_test_databases(conn)
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except OperationalError as exc:
         admin.dispose()
