@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from adapters.sftp import config as sftp_config
-from adapters.sftp import records
+from adapters.sftp import metrics, records
 from adapters.sftp.service import SftpAdapter
 from adapters.sftp.session import SftpSession
 from hub import logs
@@ -43,6 +43,8 @@ def _adapter(args, settings: Settings) -> SftpAdapter:
 def cmd_run(args, settings: Settings) -> int:
     logs.setup(args.log_level)
     adapter = _adapter(args, settings)
+    if adapter.cfg.metrics_port:
+        metrics.serve(adapter.health, adapter.cfg.metrics_port, adapter.cfg.metrics_host)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -171,6 +171,9 @@ class SftpFile(BaseModel):
     report_types: dict[str, ReportType] = Field(default_factory=dict, description="Report types by code (the "
                                                 "{report} part of file names)")
     transfer: Tuning = Field(default_factory=Tuning)
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus metrics (/metrics) on "
+                                     "this port; none when absent")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics are served on")
 
     @model_validator(mode="before")
     @classmethod

@@ -386,3 +386,28 @@ def test_events_validate_against_files_xsd(make_adapter, sftp_cfg, queue_reader)
     assert etree.QName(root).namespace == "urn:cs-hub:files:1" and etree.QName(root).localname == "FileReceived"
     event = wire.loads(body, props.content_encoding)
     assert (event.kind, event.company_code, event.sender_code) == (FileKind.file, "00", "11")
+
+
+def test_metrics_show_finished_jobs_transfers_and_endpoints(make_adapter, sftp_cfg, sshd):
+    from ports import free_port
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from adapters.sftp import metrics
+
+    adapter = make_adapter()
+    port = free_port()
+    metrics.serve(adapter.health, port)
+    write_random(sftp_cfg.endpoints["44"].outbox / "44_stats_202611.csv", 64 * 1024)
+    assert adapter.poll()["queued"] == 1
+    assert adapter.work_once() == 1
+
+    import requests
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for f in text_string_to_metric_families(text) for s in f.samples}
+    finished = {labels: v for (name, labels), v in got.items() if name == "sftp_jobs_total"}
+    assert sum(finished.values()) == 1, got
+    transfers = {labels: v for (name, labels), v in got.items() if name == "sftp_transfers"}
+    assert transfers == {(("direction", "upload"), ("state", "sent")): 1.0}, transfers
+    assert got[("sftp_endpoint_ok", (("node", "44"),))] == 1
+    assert got[("sftp_store_ok", ())] == 1
