@@ -78,7 +78,21 @@ class HopMetrics:
         self.batch.observe(n)
         self.commits.inc()
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Serve /metrics in a daemon thread (prometheus_client's own HTTP server)."""
-        start_http_server(port, addr=host, registry=self.registry)
-        log.info("metrics served", extra={"url": f"http://{host}:{port}/metrics"})
+    def serve(self, port: int, host: str = "127.0.0.1"):
+        return serve_registry(self.registry, port, host)
+
+
+def serve_registry(registry: CollectorRegistry, port: int, host: str = "127.0.0.1"):
+    """Serve `registry` at /metrics in a daemon thread (prometheus_client's own HTTP server).
+
+    Returns the server: `shutdown()` stops it (tests; a process simply exits)."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    log.info("metrics served", extra={"url": f"http://{host}:{port}/metrics"})
+    return server
+
+
+def serve_collector(collector, port: int, host: str = "127.0.0.1"):
+    """Serve one custom collector (an adapter's figures read from its health() at each scrape)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return serve_registry(registry, port, host)

@@ -18,6 +18,7 @@ from adapters.sftp import metrics, records
 from adapters.sftp.service import SftpAdapter
 from adapters.sftp.session import SftpSession
 from hub import logs
+from hub.metrics import serve_collector
 from hub.nodes import Directory, NodesFile
 from hub.settings import Settings
 from hub.store import open_store
@@ -44,7 +45,7 @@ def cmd_run(args, settings: Settings) -> int:
     logs.setup(args.log_level)
     adapter = _adapter(args, settings)
     if adapter.cfg.metrics_port:
-        metrics.serve(adapter.health, adapter.cfg.metrics_port, adapter.cfg.metrics_host)
+        serve_collector(metrics.SftpCollector(adapter.health), adapter.cfg.metrics_port, adapter.cfg.metrics_host)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

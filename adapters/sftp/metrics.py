@@ -8,13 +8,9 @@ Served by `hub sftp run` when `metrics_port` is set in config/sftp.yaml (docs/sf
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-log = logging.getLogger("hub.sftp.metrics")
 
 
 class SftpCollector:
@@ -45,11 +41,3 @@ class SftpCollector:
         yield GaugeMetricFamily("sftp_store_ok", "1 while the state store answers", value=1.0 if h.get("store") else 0.0)
         yield GaugeMetricFamily("sftp_ok", "1 when the store and every endpoint are fine", value=1.0 if h.get("ok") else 0.0)
 
-
-def serve(health: Callable[[], dict], port: int, host: str = "127.0.0.1") -> CollectorRegistry:
-    """Serve /metrics in a daemon thread (prometheus_client's own HTTP server)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SftpCollector(health))
-    start_http_server(port, addr=host, registry=registry)
-    log.info("metrics served", extra={"url": f"http://{host}:{port}/metrics"})
-    return registry

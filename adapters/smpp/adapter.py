@@ -24,6 +24,7 @@ from adapters.smpp.engine import QUEUE, Engine
 from adapters.smpp.ledger import Ledger
 from hub.adapter_bus import Bus
 from hub.hop_journal import HopJournal
+from hub.metrics import serve_collector
 from hub.nodes import Directory, NodesFile
 from hub.settings import Settings
 from hub.store import Store, open_store
@@ -69,6 +70,7 @@ class SmppAdapter:
                              retry_tiers=[t.name for t in settings.retry_tiers], hop_journal=self.hop_journal)
         self.health_path = Path(settings.data_dir) / HEALTH_FILE
         self._stop = threading.Event()
+        self._metrics_server = None
         self._threads: list[threading.Thread] = []
 
     def health(self) -> dict:
@@ -85,7 +87,8 @@ class SmppAdapter:
         bus.start()
         self._threads = [engine, bus]
         if self.config.metrics_port:
-            metrics.serve(self.health, self.config.metrics_port, self.config.metrics_host)
+            self._metrics_server = serve_collector(metrics.SmppCollector(self.health), self.config.metrics_port,
+                                                  self.config.metrics_host)
         return self
 
     def wait_bound(self, timeout: float) -> bool:
@@ -129,5 +132,7 @@ class SmppAdapter:
         self.health_path.unlink(missing_ok=True)
         self.hop_journal.close(5.0)
         self.engine.ledger.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         if self._own_store:
             self.store.close()

@@ -8,13 +8,9 @@ Served by `hub smpp run` when `metrics_port` is set in config/smpp.yaml (docs/sm
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-log = logging.getLogger("hub.smpp.metrics")
 
 #: Engine counters (health() keys) -> what they count.
 ENGINE_COUNTERS = {
@@ -68,11 +64,3 @@ class SmppCollector:
                     events.add_metric([link["name"], key], float(value))
         yield events
 
-
-def serve(health: Callable[[], dict], port: int, host: str = "127.0.0.1") -> CollectorRegistry:
-    """Serve /metrics in a daemon thread (prometheus_client's own HTTP server)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SmppCollector(health))
-    start_http_server(port, addr=host, registry=registry)
-    log.info("metrics served", extra={"url": f"http://{host}:{port}/metrics"})
-    return registry

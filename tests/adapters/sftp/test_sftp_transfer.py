@@ -392,17 +392,21 @@ def test_metrics_show_finished_jobs_transfers_and_endpoints(make_adapter, sftp_c
     from ports import free_port
     from prometheus_client.parser import text_string_to_metric_families
 
-    from adapters.sftp import metrics
+    from adapters.sftp.metrics import SftpCollector
+    from hub.metrics import serve_collector
 
     adapter = make_adapter()
     port = free_port()
-    metrics.serve(adapter.health, port)
+    server = serve_collector(SftpCollector(adapter.health), port)
     write_random(sftp_cfg.endpoints["44"].outbox / "44_stats_202611.csv", 64 * 1024)
     assert adapter.poll()["queued"] == 1
     assert adapter.work_once() == 1
 
     import requests
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
     got = {(s.name, tuple(sorted(s.labels.items()))): s.value
            for f in text_string_to_metric_families(text) for s in f.samples}
     finished = {labels: v for (name, labels), v in got.items() if name == "sftp_jobs_total"}
