@@ -2,8 +2,8 @@
 
 Why: through a pooled SQLAlchemy Connection each call paid a pool checkout, the "begin"
 event and SQLAlchemy's transaction bookkeeping: a 5-id dedupe look-up on SQLite cost
-~250 us, of which the query itself is ~9 us (measured with /tmp-free micro benchmarks,
-docs/operations.md "Figures"). At 1,000 msg/s the hop makes hundreds of such calls a
+~250 us, of which the query itself is ~9 us (measured in a loop of 2,000 look-ups on a
+SQLite file, 2026-11-22). At 1,000 msg/s the hop makes hundreds of such calls a
 second on its event loop. A HotPath holds one DBAPI connection (checked out of the
 engine's pool once, so the pool's connect settings apply: WAL, busy_timeout) and runs
 the same journal functions on it, which only use `.dialect` and `.exec_driver_sql()`.
@@ -47,10 +47,7 @@ class HotPath:
 
     # --- the two calls ------------------------------------------------------------
     def known_message_ids(self, ids: Sequence[str]) -> set[str]:
-        try:
-            return _journal.known_message_ids(self, ids)
-        except self._driver_errors as exc:
-            raise self._failed(exc) from exc
+        return set(self.known_message_types(ids))
 
     def known_message_types(self, ids: Sequence[str]) -> dict[str, str]:
         try:

@@ -205,11 +205,7 @@ def _lookup(conn: Connection, columns: str, chunk: list[str], *, final_only: boo
 
 def known_message_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
     """The ids already journaled with a final status: re-arrivals to drop as duplicates."""
-    wanted = list(dict.fromkeys(ids))
-    found: set[str] = set()
-    for chunk in _chunks(wanted):
-        found.update(r[0] for r in _lookup(conn, "message_id", chunk, final_only=True))
-    return found
+    return set(known_message_types(conn, ids))
 
 
 def known_message_types(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
