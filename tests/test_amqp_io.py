@@ -7,6 +7,7 @@ upgrade that changes them fails here first.
 
 from __future__ import annotations
 
+import inspect
 import socket
 
 import pika
@@ -100,6 +101,6 @@ def test_the_replaced_pika_method_still_has_the_shape_we_rely_on():
     base = io._AsyncTransportBase
     assert callable(base._produce)
     assert callable(base._sigint_safe_send)
-    src = __import__("inspect").getsource(base._produce)
+    src = inspect.getsource(base._produce)
     for attr in ("_tx_buffers", "_tx_buffered_byte_count", "_sigint_safe_send", "_sock"):
         assert attr in src, f"pika's _produce no longer uses {attr}: re-check hub/amqp_io.py"

@@ -7,12 +7,12 @@ when it is not, so a green run always means both databases were exercised.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
+from store_support import sqlite_write_lock
 
 import hub.store.engine as store_engine
 from hub.store import (
@@ -386,17 +386,14 @@ def test_locked_sqlite_is_a_transient_store_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 100)
     path = tmp_path / "hub.sqlite3"
     s = open_store(f"sqlite:///{path}")
-    blocker = sqlite3.connect(path, isolation_level=None)
     try:
-        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
-        with pytest.raises(TransientFailure) as info:
-            s.record([entry("m1")])
-        assert info.value.reason is ReasonCode.STORE_UNAVAILABLE
-        assert "locked" in info.value.detail
-        assert s.known_message_ids(["m1"]) == set()  # readers are not blocked in WAL mode
+        with sqlite_write_lock(path):  # another process holding the write lock
+            with pytest.raises(TransientFailure) as info:
+                s.record([entry("m1")])
+            assert info.value.reason is ReasonCode.STORE_UNAVAILABLE
+            assert "locked" in info.value.detail
+            assert s.known_message_ids(["m1"]) == set()  # readers are not blocked in WAL mode
     finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
         s.close()
 
 

@@ -7,11 +7,11 @@ by themselves after the database was unavailable.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
+from store_support import sqlite_write_lock, terminate_backend
 
 import hub.store.engine as store_engine
 from hub.store import Hop, JournalEntry, JournalStatus, open_store
@@ -70,19 +70,17 @@ def test_a_locked_sqlite_is_transient_and_the_hot_path_recovers(tmp_path, monkey
     path = tmp_path / "hub.sqlite3"
     store = open_store(f"sqlite:///{path}")
     hot = store.hot_path()
-    blocker = sqlite3.connect(path, isolation_level=None)
     try:
-        blocker.execute("BEGIN IMMEDIATE")
-        with pytest.raises(TransientFailure) as info:
+        with sqlite_write_lock(path) as release:
+            with pytest.raises(TransientFailure) as info:
+                hot.record([entry("m1")])
+            assert info.value.reason is ReasonCode.STORE_UNAVAILABLE
+            assert "locked" in info.value.detail
+            assert hot.known_message_ids(["m1"]) == set()  # WAL: readers are not blocked
+            release()
             hot.record([entry("m1")])
-        assert info.value.reason is ReasonCode.STORE_UNAVAILABLE
-        assert "locked" in info.value.detail
-        assert hot.known_message_ids(["m1"]) == set()  # WAL: readers are not blocked
-        blocker.execute("ROLLBACK")
-        hot.record([entry("m1")])
         assert store.known_message_ids(["m1"]) == {"m1"}
     finally:
-        blocker.close()
         hot.close()
         store.close()
 
@@ -98,7 +96,7 @@ def test_postgresql_look_ups_leave_no_transaction_open_and_survive_a_killed_sess
         with store.engine.connect() as conn:
             state = conn.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :p"), {"p": pid}).scalar()
             assert state == "idle"  # not "idle in transaction": no snapshot or lock held between batches
-            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        terminate_backend(store, pid)
         with pytest.raises(TransientFailure) as info:
             hot.known_message_ids(["p1"])
         assert info.value.reason is ReasonCode.STORE_UNAVAILABLE
@@ -119,8 +117,7 @@ def test_a_held_write_connection_recovers_after_its_session_was_killed(pg_schema
             conn.execute(text("CREATE TABLE IF NOT EXISTS held_probe (n int)"))
             conn.execute(text("INSERT INTO held_probe VALUES (1)"))
             pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-        with store.engine.connect() as other:
-            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        terminate_backend(store, pid)
         with pytest.raises(TransientFailure) as info, held.transaction() as conn:
             conn.execute(text("INSERT INTO held_probe VALUES (2)"))
         assert info.value.reason is ReasonCode.STORE_UNAVAILABLE
