@@ -12,6 +12,7 @@ import socket
 
 import pika
 from pika.adapters.utils import io_services_utils as io
+from waiting import wait_until
 
 from hub import amqp_io
 
@@ -42,8 +43,9 @@ def _publish_and_read_back(settings, n: int) -> tuple[list[bytes], int]:
     for i in range(n):  # through the async channel: BlockingChannel would flush after every publish
         ch._impl.basic_publish("", q, f"message {i:05d} ".encode() * 20)
     conn.process_data_events(time_limit=0)
-    while ch.queue_declare(q, passive=True).method.message_count < n:
-        conn.process_data_events(time_limit=0.05)
+    wait_until(lambda: conn.process_data_events(time_limit=0.05)
+               or ch.queue_declare(q, passive=True).method.message_count >= n, 10,
+               description=f"{n} messages in the test queue")
     sends = counter.sends - before
     bodies = []
     for _ in range(n):
