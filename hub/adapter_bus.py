@@ -40,6 +40,42 @@ class _Group:
     keys: list[str] = field(default_factory=list)
 
 
+class AckFloor:
+    """Which acks to send for one channel's deliveries, finished in any order.
+
+    One `multiple` ack for the contiguous run from the lowest unacked tag, single acks for
+    those beyond a gap (a message still being submitted must not hold back the prefetch of
+    those done after it). The `multiple` ack names the highest tag of the run that is still
+    unacked: RabbitMQ looks for that exact tag among the unacked ones and closes the channel
+    with PRECONDITION_FAILED "unknown delivery tag" when it was acked singly before (seen:
+    the channel closed, its deliveries came back, and an SMS went out twice).
+    """
+
+    def __init__(self) -> None:
+        self.floor = 0                  # every tag up to here is acked
+        self._done: set[int] = set()    # done, above the floor (a gap below them)
+        self._single: set[int] = set()  # among those, acked one by one already
+
+    def done(self, tags: list[int]) -> list[tuple[int, bool]]:
+        """Record these tags as finished; returns the acks to send, as (tag, multiple)."""
+        new = [t for t in tags if t > self.floor]
+        self._done.update(new)
+        top = 0
+        while self.floor + 1 in self._done:
+            self.floor += 1
+            self._done.discard(self.floor)
+            if self.floor in self._single:
+                self._single.discard(self.floor)
+            else:
+                top = self.floor
+        acks = [(top, True)] if top else []
+        for t in new:
+            if t > self.floor and t not in self._single:
+                acks.append((t, False))
+                self._single.add(t)
+        return acks
+
+
 class Bus:
     """Thread-safe `ack` and `publish` for the engine; `run()` blocks in the bus thread."""
 
@@ -155,9 +191,7 @@ class Bus:
         self._ch = ch
         self._generation += 1
         self._seq = 0
-        self._acked: set[int] = set()    # done, above the floor (a gap below them)
-        self._single: set[int] = set()   # among those, acked one by one already
-        self._ack_floor = 0
+        self._acks = AckFloor()
         ch.add_on_close_callback(lambda _ch, reason: self._conn.close() if self._conn.is_open else None)
         ch.confirm_delivery(self._on_confirm)
         ch.basic_qos(prefetch_count=self.prefetch, callback=lambda _f: self._consume())
@@ -193,37 +227,13 @@ class Bus:
     # -- acks and publications ------------------------------------------------------------------
 
     def _ack(self, tags: list) -> None:
-        """Ack deliveries of this channel: one `multiple` ack for the contiguous run from the
-        lowest unacked tag, single acks for those beyond a gap (a message still being submitted
-        must not hold back the prefetch of those done after it).
-
-        The `multiple` ack names the highest tag of the run that is still outstanding: RabbitMQ
-        looks for that exact tag among the unacked ones and closes the channel with
-        PRECONDITION_FAILED "unknown delivery tag" when it was acked singly before (seen: the
-        channel closed, its deliveries came back, and an SMS went out twice).
-        """
+        """Ack deliveries of this channel (tags of an older channel are void)."""
         ch = self._ch
         if ch is None or not ch.is_open:
             return
-        mine = [tag for generation, tag in tags if generation == self._generation and tag > self._ack_floor]
-        if not mine:
-            return
-        self._acked.update(mine)
-        floor, top = self._ack_floor, 0
-        while floor + 1 in self._acked:
-            floor += 1
-            self._acked.discard(floor)
-            if floor in self._single:
-                self._single.discard(floor)
-            else:
-                top = floor
-        if top:
-            ch.basic_ack(top, multiple=True)
-        self._ack_floor = floor
-        for tag in mine:
-            if tag > floor and tag not in self._single:
-                ch.basic_ack(tag)
-                self._single.add(tag)
+        mine = [tag for generation, tag in tags if generation == self._generation]
+        for tag, multiple in self._acks.done(mine):
+            ch.basic_ack(tag, multiple=multiple)
 
     def _publish(self, items: list[tuple[str | None, Outgoing]], ack_after: list) -> None:
         ch = self._ch
