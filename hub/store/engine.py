@@ -25,11 +25,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from hub.store import journal as _journal
 from hub.store import retention as _retention
 from hub.store import timers as _timers
+from hub.store.errors import store_unavailable
 from hub.store.hot_path import HotPath
 from hub.store.journal import Hop, JournalEntry, JournalRecord
 from hub.store.schema import SCHEMA_VERSION, metadata, schema_version
 from hub.store.timers import Timer
-from protocols.errors import ConfigError, ReasonCode, TransientFailure
+from protocols.errors import ConfigError
 
 #: How long a SQLite writer waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 5_000
@@ -43,11 +44,7 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except (OperationalError, PoolTimeoutError) as exc:
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise TransientFailure(
-            f"The state store is unavailable ({cause}); the batch will be retried, check the database.",
-            reason=ReasonCode.STORE_UNAVAILABLE,
-        ) from exc
+        raise store_unavailable(exc) from exc
 
 
 def _sqlite_engine(url) -> Engine:

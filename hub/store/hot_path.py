@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from sqlalchemy import Engine
 
 from hub.store import journal as _journal
+from hub.store.errors import store_unavailable
 from hub.store.journal import JournalEntry
-from protocols.errors import ReasonCode, TransientFailure
+from protocols.errors import TransientFailure
 
 
 class HotPath:
@@ -99,8 +100,4 @@ class HotPath:
                 pooled.invalidate()
             except Exception:  # noqa: S110
                 pass
-        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return TransientFailure(
-            f"The state store is unavailable ({cause}); the batch will be retried, check the database.",
-            reason=ReasonCode.STORE_UNAVAILABLE,
-        )
+        return store_unavailable(exc)
